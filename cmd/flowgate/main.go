@@ -1,0 +1,35 @@
+// Command flowgate is the embedded deployment: the upload API and the demo
+// page on one HTTP server, storing under a data directory. `make run` starts it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/flowgate/flowgate/shared/config"
+	"github.com/flowgate/flowgate/shared/localserver"
+)
+
+func main() {
+	cfg, err := config.LoadLocal(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flowgate: configuration:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	srv, err := localserver.New(cfg, log)
+	if err != nil {
+		log.Error("start", "err", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("serve", "err", err)
+		os.Exit(1)
+	}
+}

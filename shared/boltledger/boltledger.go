@@ -1,0 +1,346 @@
+// Package boltledger is the embedded Ledger: one bbolt database file.
+//
+// bbolt gives real transactions, so counting is simply "if chunk n is not
+// marked, mark it and add one" inside one transaction; concurrent chunk
+// requests share a commit (and its fsync) through DB.Batch. Layout:
+//
+//	uploads/<key>/_meta       JSON upload.Record
+//	uploads/<key>/<n, 4 bytes big-endian>   present when chunk n is counted
+//	identities/<identity key> upload key in progress under that identifier
+//
+// bbolt holds an exclusive file lock, so one process owns the ledger. That
+// makes recovery simple: whatever was assembling when the process stopped
+// was abandoned, and Open puts it back to ready.
+package boltledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/flowgate/flowgate/shared/upload"
+)
+
+var (
+	bucketUploads    = []byte("uploads")
+	bucketIdentities = []byte("identities")
+	keyMeta          = []byte("_meta") // 5 bytes: never equal to a 4-byte chunk key
+)
+
+// Ledger is an upload.Ledger and upload.Scanner on bbolt.
+type Ledger struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+// Open opens (or creates) the database at path and releases assemblies that
+// were in progress when the last process stopped.
+func Open(path string) (*Ledger, error) {
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	l := &Ledger{db: db, now: time.Now}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketIdentities); err != nil {
+			return err
+		}
+		ups, err := tx.CreateBucketIfNotExists(bucketUploads)
+		if err != nil {
+			return err
+		}
+		return ups.ForEachBucket(func(k []byte) error {
+			b := ups.Bucket(k)
+			rec, err := readMeta(b)
+			if err != nil || rec.State != upload.StateAssembling {
+				return err
+			}
+			rec.State, rec.Owner, rec.LeaseUntil = upload.StateReady, "", time.Time{}
+			return writeMeta(b, rec)
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Close closes the database.
+func (l *Ledger) Close() error { return l.db.Close() }
+
+// SetClock replaces the clock, for tests of expiry and leases.
+func (l *Ledger) SetClock(now func() time.Time) { l.now = now }
+
+func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (state upload.State, counted bool, err error) {
+	err = l.db.View(func(tx *bolt.Tx) error {
+		if err := checkIdentity(tx, info); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketUploads).Bucket([]byte(info.Key))
+		if b == nil {
+			state = upload.StateUnknown
+			return nil
+		}
+		rec, err := readMeta(b)
+		if err != nil {
+			return err
+		}
+		state, counted = rec.State, b.Get(chunkKey(n)) != nil
+		return nil
+	})
+	return state, counted, err
+}
+
+func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (ready bool, err error) {
+	// Batch may run the function more than once; it decides afresh each time.
+	err = l.db.Batch(func(tx *bolt.Tx) error {
+		ready = false
+		if err := checkIdentity(tx, info); err != nil {
+			return err
+		}
+		now := l.now()
+		b, rec, err := l.record(tx, info, now)
+		if err != nil {
+			return err
+		}
+		if rec.State != upload.StateReceiving || b.Get(chunkKey(n)) != nil {
+			return nil
+		}
+		if err := b.Put(chunkKey(n), nil); err != nil {
+			return err
+		}
+		rec.Received++
+		rec.UpdatedAt = now
+		if rec.Received >= rec.TotalChunks {
+			rec.State, ready = upload.StateReady, true
+		}
+		if err := tx.Bucket(bucketIdentities).Put([]byte(upload.IdentityKey(info.Namespace, info.Identifier)), []byte(info.Key)); err != nil {
+			return err
+		}
+		return writeMeta(b, rec)
+	})
+	return ready, err
+}
+
+// record returns the upload's bucket and record, creating both on first use.
+func (l *Ledger) record(tx *bolt.Tx, info upload.Info, now time.Time) (*bolt.Bucket, upload.Record, error) {
+	ups := tx.Bucket(bucketUploads)
+	if b := ups.Bucket([]byte(info.Key)); b != nil {
+		rec, err := readMeta(b)
+		return b, rec, err
+	}
+	b, err := ups.CreateBucket([]byte(info.Key))
+	if err != nil {
+		return nil, upload.Record{}, err
+	}
+	rec := upload.Record{Info: info, Generation: newGeneration(), State: upload.StateReceiving, CreatedAt: now, UpdatedAt: now}
+	return b, rec, nil
+}
+
+// checkIdentity refuses an upload whose identifier is in use by another
+// upload, still receiving, with a different geometry.
+func checkIdentity(tx *bolt.Tx, info upload.Info) error {
+	other := tx.Bucket(bucketIdentities).Get([]byte(upload.IdentityKey(info.Namespace, info.Identifier)))
+	if other == nil || string(other) == info.Key {
+		return nil
+	}
+	b := tx.Bucket(bucketUploads).Bucket(other)
+	if b == nil {
+		return nil
+	}
+	rec, err := readMeta(b)
+	if err != nil {
+		return err
+	}
+	if rec.State == upload.StateReceiving {
+		return upload.ErrConflict
+	}
+	return nil
+}
+
+func (l *Ledger) Get(ctx context.Context, key string) (rec upload.Record, err error) {
+	err = l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploads).Bucket([]byte(key))
+		if b == nil {
+			return upload.ErrNotFound
+		}
+		rec, err = readMeta(b)
+		return err
+	})
+	return rec, err
+}
+
+func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Duration) (rec upload.Record, err error) {
+	err = l.update(key, func(r *upload.Record) error {
+		now := l.now()
+		switch {
+		case r.State == upload.StateReady,
+			r.State == upload.StateAssembling && (r.Owner == owner || now.After(r.LeaseUntil)):
+			r.State, r.Owner, r.LeaseUntil = upload.StateAssembling, owner, now.Add(lease)
+			rec = *r
+			return nil
+		}
+		rec = *r
+		return upload.ErrNotClaimable
+	})
+	return rec, err
+}
+
+func (l *Ledger) Complete(ctx context.Context, key, owner string, res upload.Result) error {
+	return l.update(key, func(r *upload.Record) error {
+		if r.State == upload.StateComplete {
+			return errNoChange
+		}
+		if r.State != upload.StateAssembling || r.Owner != owner {
+			return upload.ErrLeaseLost
+		}
+		r.State, r.Result, r.Owner, r.LeaseUntil, r.UpdatedAt = upload.StateComplete, &res, "", time.Time{}, l.now()
+		return nil
+	})
+}
+
+func (l *Ledger) Fail(ctx context.Context, key, owner, reason string) error {
+	return l.update(key, func(r *upload.Record) error {
+		if r.State != upload.StateAssembling || r.Owner != owner {
+			return upload.ErrLeaseLost
+		}
+		r.State, r.Error, r.Owner, r.LeaseUntil, r.UpdatedAt = upload.StateFailed, reason, "", time.Time{}, l.now()
+		return nil
+	})
+}
+
+func (l *Ledger) MarkPublished(ctx context.Context, key string) error {
+	return l.update(key, func(r *upload.Record) error {
+		if r.Published {
+			return errNoChange
+		}
+		r.Published = true
+		return nil
+	})
+}
+
+// errNoChange ends an update that has nothing to write, successfully.
+var errNoChange = errors.New("no change")
+
+// update applies fn to the record of key in one transaction.
+func (l *Ledger) update(key string, fn func(*upload.Record) error) error {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploads).Bucket([]byte(key))
+		if b == nil {
+			return upload.ErrNotFound
+		}
+		rec, err := readMeta(b)
+		if err != nil {
+			return err
+		}
+		if err := fn(&rec); err != nil {
+			return err
+		}
+		return writeMeta(b, rec)
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	return err
+}
+
+// Pending lists what the pipeline still has to do.
+func (l *Ledger) Pending(ctx context.Context) ([]upload.Record, error) {
+	return l.scan(func(r upload.Record) bool {
+		return r.State == upload.StateReady || r.State == upload.StateAssembling ||
+			r.State == upload.StateComplete && !r.Published
+	})
+}
+
+// Idle lists uploads last updated before the given time.
+func (l *Ledger) Idle(ctx context.Context, before time.Time) ([]upload.Record, error) {
+	return l.scan(func(r upload.Record) bool { return r.UpdatedAt.Before(before) })
+}
+
+func (l *Ledger) scan(keep func(upload.Record) bool) ([]upload.Record, error) {
+	var out []upload.Record
+	err := l.db.View(func(tx *bolt.Tx) error {
+		ups := tx.Bucket(bucketUploads)
+		return ups.ForEachBucket(func(k []byte) error {
+			rec, err := readMeta(ups.Bucket(k))
+			if err != nil {
+				return err
+			}
+			if keep(rec) {
+				out = append(out, rec)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Forget deletes an upload that is still idle since before, with its
+// identity entry if that still points to it. An upload in the middle of
+// assembly is never forgotten.
+func (l *Ledger) Forget(ctx context.Context, key string, before time.Time) (gone bool, err error) {
+	err = l.db.Update(func(tx *bolt.Tx) error {
+		ups := tx.Bucket(bucketUploads)
+		b := ups.Bucket([]byte(key))
+		if b == nil {
+			return nil
+		}
+		rec, err := readMeta(b)
+		if err != nil {
+			return err
+		}
+		if !rec.UpdatedAt.Before(before) || rec.State == upload.StateAssembling || rec.State == upload.StateReady {
+			return nil
+		}
+		ids := tx.Bucket(bucketIdentities)
+		idk := []byte(upload.IdentityKey(rec.Namespace, rec.Identifier))
+		if string(ids.Get(idk)) == key {
+			if err := ids.Delete(idk); err != nil {
+				return err
+			}
+		}
+		gone = true
+		return ups.DeleteBucket([]byte(key))
+	})
+	return gone, err
+}
+
+func readMeta(b *bolt.Bucket) (upload.Record, error) {
+	var rec upload.Record
+	v := b.Get(keyMeta)
+	if v == nil {
+		return rec, errors.New("ledger: upload without meta")
+	}
+	err := json.Unmarshal(v, &rec)
+	return rec, err
+}
+
+func writeMeta(b *bolt.Bucket, rec upload.Record) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return b.Put(keyMeta, v)
+}
+
+func chunkKey(n int) []byte {
+	var k [4]byte
+	binary.BigEndian.PutUint32(k[:], uint32(n))
+	return k[:]
+}
+
+func newGeneration() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,193 @@
+// Package dirstore is the embedded ChunkStore and Assembler: a directory.
+//
+// Each chunk is written straight into the upload's staging file at its offset
+// in the finished file ((n-1) * chunkSize), so when every chunk is in, the
+// staging file already is the file and assembly is an fsync and a rename: no
+// byte is copied twice. Layout under the root:
+//
+//	staging/<upload key>.part                 the file being received
+//	files/<upload key>-<generation>/<name>    finished files
+//
+// Only the upload key, a hash, names staging files; the client's file name,
+// sanitized, appears only as the last element of a finished file's path.
+package dirstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/flowgate/flowgate/shared/upload"
+)
+
+const (
+	stagingDir = "staging"
+	filesDir   = "files"
+	partSuffix = ".part"
+)
+
+// Store keeps chunks in files under Root.
+type Store struct {
+	root string
+}
+
+// New creates the directory layout under root.
+func New(root string) (*Store, error) {
+	for _, d := range []string{stagingDir, filesDir} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o750); err != nil {
+			return nil, fmt.Errorf("dirstore: %w", err)
+		}
+	}
+	return &Store{root: root}, nil
+}
+
+// copyBuffers are reused across requests so memory stays flat under load.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// PutChunk writes the chunk at its offset in the staging file and syncs it.
+func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
+	if !validKey(info.Key) {
+		return fmt.Errorf("dirstore: invalid upload key")
+	}
+	f, err := os.OpenFile(s.stagingPath(info.Key), os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	off, _ := info.ChunkBounds(n)
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	// io.CopyBuffer would hand r to the writer's ReadFrom if it had one; an
+	// OffsetWriter has none, so the pooled buffer is what is used.
+	if _, err := io.CopyBuffer(io.NewOffsetWriter(f, off), onlyReader{r}, *buf); err != nil {
+		return err
+	}
+	// The chunk is counted right after this returns; it must survive a crash
+	// of the machine, not only of the process.
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// Discard removes the staging file.
+func (s *Store) Discard(ctx context.Context, key string) error {
+	if !validKey(key) {
+		return fmt.Errorf("dirstore: invalid upload key")
+	}
+	err := os.Remove(s.stagingPath(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Staged lists staging files with their modification times.
+func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, stagingDir))
+	if err != nil {
+		return nil, err
+	}
+	var out []upload.Staged
+	for _, e := range entries {
+		key, ok := strings.CutSuffix(e.Name(), partSuffix)
+		if !ok || !validKey(key) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, upload.Staged{Key: key, Modified: fi.ModTime()})
+	}
+	return out, nil
+}
+
+// Assemble makes the staging file the finished file: it checks its size,
+// moves it into files/ and syncs the directory. Run again after a crash, it
+// finds the file already moved and returns the same result.
+func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result, error) {
+	if !validKey(rec.Key) || !validKey(rec.Generation) {
+		return upload.Result{}, &upload.PermanentError{Reason: "invalid upload key or generation"}
+	}
+	rel := filepath.Join(filesDir, rec.Key+"-"+rec.Generation, upload.SafeFileName(rec.FileName))
+	final := filepath.Join(s.root, rel)
+	res := upload.Result{Location: filepath.ToSlash(rel), Size: rec.TotalSize}
+
+	staging := s.stagingPath(rec.Key)
+	fi, err := os.Stat(staging)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Moved by an earlier run that crashed before recording the result?
+		if done, err := os.Stat(final); err == nil && done.Size() == rec.TotalSize {
+			return res, nil
+		}
+		return upload.Result{}, &upload.PermanentError{Reason: "the received chunks are missing from storage"}
+	}
+	if err != nil {
+		return upload.Result{}, err
+	}
+	// Every chunk was counted, so the file has been written up to its end; a
+	// different size means storage lost or gained bytes behind our back.
+	if fi.Size() != rec.TotalSize {
+		return upload.Result{}, &upload.PermanentError{
+			Reason: fmt.Sprintf("assembled size %d differs from the declared %d bytes", fi.Size(), rec.TotalSize)}
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return upload.Result{}, err
+	}
+	if err := os.Rename(staging, final); err != nil {
+		return upload.Result{}, err
+	}
+	if err := syncDir(dir); err != nil {
+		return upload.Result{}, err
+	}
+	if err := syncDir(filepath.Join(s.root, stagingDir)); err != nil {
+		return upload.Result{}, err
+	}
+	return res, nil
+}
+
+// Path returns the absolute path of a location that Assemble returned.
+func (s *Store) Path(location string) string {
+	return filepath.Join(s.root, filepath.FromSlash(location))
+}
+
+func (s *Store) stagingPath(key string) string {
+	return filepath.Join(s.root, stagingDir, key+partSuffix)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// validKey accepts the lowercase hex names the ledger makes, and nothing that
+// could be a path.
+func validKey(k string) bool {
+	if len(k) == 0 || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// onlyReader hides any WriterTo of the source, so copies go through the
+// pooled buffer.
+type onlyReader struct{ io.Reader }

@@ -1,0 +1,287 @@
+// Package protocol reads and checks the fields flow.js 2.x sends with every
+// test GET, chunk POST and status request. It knows nothing of HTTP bodies or
+// storage: it turns field values into a validated upload.Info and a chunk
+// number, or into an *upload.InputError that says what is wrong.
+package protocol
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/flowgate/flowgate/shared/upload"
+)
+
+// The fields flow.js sends (FlowChunk.getParams in flow.js 2.14.1).
+const (
+	FieldChunkNumber      = "flowChunkNumber"
+	FieldChunkSize        = "flowChunkSize"
+	FieldCurrentChunkSize = "flowCurrentChunkSize"
+	FieldTotalSize        = "flowTotalSize"
+	FieldIdentifier       = "flowIdentifier"
+	FieldFilename         = "flowFilename"
+	FieldRelativePath     = "flowRelativePath"
+	FieldTotalChunks      = "flowTotalChunks"
+)
+
+// IsFlowField reports whether name is one of the fields above.
+func IsFlowField(name string) bool {
+	switch name {
+	case FieldChunkNumber, FieldChunkSize, FieldCurrentChunkSize, FieldTotalSize,
+		FieldIdentifier, FieldFilename, FieldRelativePath, FieldTotalChunks:
+		return true
+	}
+	return false
+}
+
+// Limits are the configured bounds a request is checked against.
+type Limits struct {
+	MaxFileSize  int64 // bytes of a whole file
+	MaxChunkSize int64 // bytes of one chunk as sent (the last one included)
+	MaxChunks    int   // chunks of one file
+}
+
+// Bounds on names. A file name of more than 255 bytes cannot exist on common
+// file systems; a relative path is a few of them.
+const (
+	MaxIdentifierBytes   = 255
+	MaxFilenameBytes     = 255
+	MaxRelativePathBytes = 1024
+)
+
+// Fields looks a field up by name; ok is false when the client did not send it.
+type Fields func(name string) (value string, ok bool)
+
+// Chunk is one validated chunk request.
+type Chunk struct {
+	upload.Info
+	Number int   // 1-based
+	Offset int64 // where the chunk starts in the file
+	Size   int64 // bytes the chunk must carry
+}
+
+// ParseChunk validates the fields of a test GET or a chunk POST.
+func ParseChunk(get Fields, namespace string, lim Limits) (Chunk, error) {
+	info, err := parseInfo(get, namespace, lim, true)
+	if err != nil {
+		return Chunk{}, err
+	}
+	n, err := number(get, FieldChunkNumber, true)
+	if err != nil {
+		return Chunk{}, err
+	}
+	if n < 1 || n > int64(info.TotalChunks) {
+		return Chunk{}, bad("%s must be between 1 and %d", FieldChunkNumber, info.TotalChunks)
+	}
+	c := Chunk{Info: info, Number: int(n)}
+	c.Offset, c.Size = info.ChunkBounds(c.Number)
+	declared, err := number(get, FieldCurrentChunkSize, true)
+	if err != nil {
+		return Chunk{}, err
+	}
+	if declared != c.Size {
+		return Chunk{}, bad("%s is %d, but chunk %d of this file has %d bytes", FieldCurrentChunkSize, declared, c.Number, c.Size)
+	}
+	if c.Size > lim.MaxChunkSize {
+		return Chunk{}, tooLarge("chunk of %d bytes is over the limit of %d bytes; use a smaller chunkSize", c.Size, lim.MaxChunkSize)
+	}
+	return c, nil
+}
+
+// ParseUpload validates the fields that name an upload, for the status
+// request: the same as a test GET, with the chunk fields and file name optional.
+func ParseUpload(get Fields, namespace string, lim Limits) (upload.Info, error) {
+	return parseInfo(get, namespace, lim, false)
+}
+
+func parseInfo(get Fields, namespace string, lim Limits, needName bool) (upload.Info, error) {
+	var info upload.Info
+	id, ok := get(FieldIdentifier)
+	if !ok || id == "" {
+		return info, bad("missing %s", FieldIdentifier)
+	}
+	if err := checkIdentifier(id); err != nil {
+		return info, err
+	}
+	total, err := number(get, FieldTotalSize, true)
+	if err != nil {
+		return info, err
+	}
+	if total > lim.MaxFileSize {
+		return info, tooLarge("file of %d bytes is over the limit of %d bytes", total, lim.MaxFileSize)
+	}
+	chunkSize, err := number(get, FieldChunkSize, true)
+	if err != nil {
+		return info, err
+	}
+	if chunkSize < 1 {
+		return info, bad("%s must be at least 1", FieldChunkSize)
+	}
+	chunks, err := number(get, FieldTotalChunks, true)
+	if err != nil {
+		return info, err
+	}
+	// flow.js counts max(floor(size/chunkSize), 1) chunks, or the ceiling of
+	// that with forceChunkSize: true. Either is fine; anything else is a lie
+	// about the file.
+	floor := max(total/chunkSize, 1)
+	ceil := max((total+chunkSize-1)/chunkSize, 1)
+	if chunks != floor && chunks != ceil {
+		return info, bad("%s is %d, but a file of %d bytes in chunks of %d has %d (or %d with forceChunkSize)",
+			FieldTotalChunks, chunks, total, chunkSize, floor, ceil)
+	}
+	if chunks > int64(lim.MaxChunks) {
+		return info, tooLarge("file of %d chunks is over the limit of %d chunks; use a larger chunkSize", chunks, lim.MaxChunks)
+	}
+
+	name, ok := get(FieldFilename)
+	if ok || needName {
+		if err := checkFilename(name); err != nil {
+			return info, err
+		}
+	}
+	rel, ok := get(FieldRelativePath)
+	if !ok || rel == "" {
+		rel = name
+	} else if err := checkRelativePath(rel); err != nil {
+		return info, err
+	}
+
+	info = upload.Info{
+		Key:          upload.UploadKey(namespace, id, total, chunkSize, int(chunks)),
+		Namespace:    namespace,
+		Identifier:   id,
+		FileName:     name,
+		RelativePath: rel,
+		TotalSize:    total,
+		ChunkSize:    chunkSize,
+		TotalChunks:  int(chunks),
+	}
+	return info, nil
+}
+
+// number reads a field as a non-negative decimal integer. flow.js sends plain
+// digits; signs, spaces, exponents and hex are refused rather than guessed at.
+func number(get Fields, field string, required bool) (int64, error) {
+	s, ok := get(field)
+	if !ok || s == "" {
+		if required {
+			return 0, bad("missing %s", field)
+		}
+		return -1, nil
+	}
+	if len(s) > 18 {
+		return 0, bad("%s is too large", field)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, bad("%s must be a whole number, not %q", field, clip(s))
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, bad("%s must be a whole number, not %q", field, clip(s))
+	}
+	return v, nil
+}
+
+// checkIdentifier: the identifier is hashed, never used as a name, but odd
+// bytes in it are still a sign of a broken or hostile client.
+func checkIdentifier(id string) error {
+	if len(id) > MaxIdentifierBytes {
+		return bad("%s is longer than %d bytes", FieldIdentifier, MaxIdentifierBytes)
+	}
+	if err := checkText(FieldIdentifier, id); err != nil {
+		return err
+	}
+	if strings.ContainsAny(id, `/\`) {
+		return bad("%s must not contain / or \\", FieldIdentifier)
+	}
+	return nil
+}
+
+func checkFilename(name string) error {
+	if name == "" {
+		return bad("missing %s", FieldFilename)
+	}
+	if len(name) > MaxFilenameBytes {
+		return bad("%s is longer than %d bytes", FieldFilename, MaxFilenameBytes)
+	}
+	if err := checkText(FieldFilename, name); err != nil {
+		return err
+	}
+	if strings.ContainsAny(name, `/\`) {
+		return bad("%s must be a name, not a path", FieldFilename)
+	}
+	if name == "." || name == ".." {
+		return bad("%s must be a name, not %q", FieldFilename, name)
+	}
+	return nil
+}
+
+// checkRelativePath accepts what a browser gives for a file picked inside a
+// folder ("photos/2024/a.jpg") and nothing that could climb out of a folder or
+// start at a root.
+func checkRelativePath(p string) error {
+	if len(p) > MaxRelativePathBytes {
+		return bad("%s is longer than %d bytes", FieldRelativePath, MaxRelativePathBytes)
+	}
+	if err := checkText(FieldRelativePath, p); err != nil {
+		return err
+	}
+	if strings.Contains(p, `\`) {
+		return bad("%s must use / between folders", FieldRelativePath)
+	}
+	if strings.HasPrefix(p, "/") || hasDrive(p) {
+		return bad("%s must be relative", FieldRelativePath)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		switch seg {
+		case "":
+			return bad("%s has an empty folder name", FieldRelativePath)
+		case ".", "..":
+			return bad("%s must not contain . or .. folders", FieldRelativePath)
+		}
+		if len(seg) > MaxFilenameBytes {
+			return bad("%s has a name longer than %d bytes", FieldRelativePath, MaxFilenameBytes)
+		}
+	}
+	return nil
+}
+
+// hasDrive spots a Windows drive prefix such as "C:".
+func hasDrive(p string) bool {
+	return len(p) >= 2 && p[1] == ':' && (p[0]|0x20) >= 'a' && (p[0]|0x20) <= 'z'
+}
+
+// checkText refuses invalid UTF-8 and control characters (NUL, newlines,
+// escapes, the C1 range and the Unicode format characters that reorder text).
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return bad("%s is not valid UTF-8", field)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return bad("%s must not contain control characters", field)
+		}
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 24 {
+		return s[:24] + "…"
+	}
+	return s
+}
+
+func bad(format string, args ...any) error {
+	return &upload.InputError{Status: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
+}
+
+func tooLarge(format string, args ...any) error {
+	return &upload.InputError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,252 @@
+// Package upload holds flowgate's contracts and the logic that uses them.
+//
+// This file states every storage contract as a small interface, in the manner of
+// tusd's datastore.go. The HTTP layer turns flow.js requests into calls on a
+// Service; the Service stores bytes through a ChunkStore and counts them in a
+// Ledger; when the Ledger says an upload is ready, a Pipeline claims it, has an
+// Assembler build the final file, records the Result and hands an Event to a
+// Publisher.
+//
+// Two families implement these interfaces: the embedded one (a directory and a
+// bbolt database, for `make run`) and the AWS one (S3 and DynamoDB). Optional
+// capabilities, such as listing uploads for a sweeper, are discovered by
+// interface assertion, so a store only implements what it can do well.
+package upload
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// State is where an upload is in its life:
+//
+//	receiving -> ready -> assembling -> complete
+//	                                 \-> failed
+//
+// An upload is ready only once every chunk is durably stored and counted, and
+// it leaves ready exactly once, through a claim.
+type State string
+
+const (
+	StateUnknown    State = "unknown" // no record: never seen, or expired
+	StateReceiving  State = "receiving"
+	StateReady      State = "ready"
+	StateAssembling State = "assembling"
+	StateComplete   State = "complete"
+	StateFailed     State = "failed"
+)
+
+// PastReceiving reports whether the upload takes no more chunks: every chunk
+// of it counts as present for the client's test GET.
+func (s State) PastReceiving() bool {
+	return s == StateReady || s == StateAssembling || s == StateComplete || s == StateFailed
+}
+
+// Info is one upload as the client declared it, after validation.
+//
+// Key is the only name storage ever sees: a hash of (namespace, identifier,
+// total size, chunk size, total chunks). Client strings never become paths or
+// object keys; FileName is used, sanitized, only to name the finished file.
+type Info struct {
+	Key          string `json:"key"`
+	Namespace    string `json:"namespace"`
+	Identifier   string `json:"identifier"`
+	FileName     string `json:"fileName"`
+	RelativePath string `json:"relativePath"`
+	TotalSize    int64  `json:"totalSize"`
+	ChunkSize    int64  `json:"chunkSize"`
+	TotalChunks  int    `json:"totalChunks"`
+}
+
+// ChunkBounds returns where chunk n (1-based) starts in the file and how long it
+// is. It follows flow.js: every chunk is ChunkSize long except the last, which
+// runs to the end of the file. With forceChunkSize false the last chunk carries
+// the remainder and may be up to 2*ChunkSize-1 bytes; with true it is at most
+// ChunkSize. Both come out of the same rule once TotalChunks is known.
+func (i Info) ChunkBounds(n int) (offset, size int64) {
+	offset = int64(n-1) * i.ChunkSize
+	end := offset + i.ChunkSize
+	if n == i.TotalChunks || end > i.TotalSize {
+		end = i.TotalSize
+	}
+	return offset, end - offset
+}
+
+// Result is where a finished file landed.
+type Result struct {
+	// Location is what the status endpoint shows: a path relative to the data
+	// directory locally, s3://bucket/key on AWS.
+	Location string `json:"location"`
+	Bucket   string `json:"bucket,omitempty"`
+	Object   string `json:"object,omitempty"`
+	Size     int64  `json:"size"`
+	ETag     string `json:"etag,omitempty"`
+}
+
+// Record is what a Ledger knows of one upload.
+type Record struct {
+	Info
+	// Generation is random, set when the record is created. It names the
+	// finished file together with Key, so that the same upload sent again after
+	// its record expired never overwrites the file of the first.
+	Generation string    `json:"generation"`
+	State      State     `json:"state"`
+	Received   int       `json:"received"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+	// Owner and LeaseUntil belong to the assembler that claimed the upload.
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"leaseUntil,omitempty"`
+	Result     *Result   `json:"result,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	// Published is set once the completion event went out, so that a crash
+	// between recording the result and publishing it leads to a retry.
+	Published bool `json:"published,omitempty"`
+}
+
+// Errors the contracts share. Implementations wrap them; callers test with errors.Is.
+var (
+	// ErrConflict: the identifier is in use, in the same namespace, by an
+	// upload still receiving with another geometry (size, chunk size or count).
+	ErrConflict = errors.New("an upload with this identifier and a different size or chunking is in progress")
+	// ErrNotFound: the ledger has no record of the upload.
+	ErrNotFound = errors.New("upload not found")
+	// ErrNotClaimable: the upload is not ready, or another assembler holds a live lease.
+	ErrNotClaimable = errors.New("upload is not ready to be claimed")
+	// ErrLeaseLost: the caller's claim was taken over or the upload has moved on.
+	ErrLeaseLost = errors.New("assembly lease lost")
+)
+
+// PermanentError marks an assembly failure that retrying cannot mend (the
+// stored bytes do not add up to the declared size, say). The pipeline records
+// such an upload as failed instead of retrying it.
+type PermanentError struct{ Reason string }
+
+func (e *PermanentError) Error() string { return e.Reason }
+
+// ChunkStore keeps the bytes of chunks until they are assembled.
+type ChunkStore interface {
+	// PutChunk stores chunk n of the upload, reading r to its end. r yields
+	// exactly the chunk's size or fails; when r fails, PutChunk fails and the
+	// chunk must not be taken as stored. On a nil return the bytes are durable.
+	// A failed or repeated PutChunk may leave bytes that the ledger never
+	// counted; a later PutChunk of the same chunk replaces them, and Discard
+	// removes them.
+	PutChunk(ctx context.Context, info Info, n int, r io.Reader) error
+
+	// Discard removes whatever is staged for the upload. It is idempotent.
+	Discard(ctx context.Context, key string) error
+}
+
+// StagedLister is an optional ChunkStore capability: listing staged uploads
+// with the time they were last written, so a sweeper can find what no ledger
+// record points to any more.
+type StagedLister interface {
+	Staged(ctx context.Context) ([]Staged, error)
+}
+
+// Staged is one upload's staged data as a StagedLister sees it.
+type Staged struct {
+	Key      string
+	Modified time.Time
+}
+
+// Assembler turns the stored chunks of a counted upload into the finished file.
+type Assembler interface {
+	// Assemble builds the finished file of rec (claimed by the caller),
+	// verifies its size and removes the chunks. It must be idempotent: called
+	// again after a crash at any point, it ends with the same Result. A
+	// *PermanentError means retrying cannot help.
+	Assemble(ctx context.Context, rec Record) (Result, error)
+}
+
+// Ledger counts chunks and moves uploads through their states. Every method is
+// safe under retries, duplicates and concurrent callers, in one process or many.
+type Ledger interface {
+	// Lookup tells the upload's state and whether chunk n of it is counted.
+	// An unknown upload gives StateUnknown. It returns ErrConflict when the
+	// identifier belongs to another receiving upload in the namespace.
+	Lookup(ctx context.Context, info Info, n int) (state State, counted bool, err error)
+
+	// Count records chunk n as stored, creating the record on the first chunk.
+	// It must be called only after the chunk is durable. It reports ready=true
+	// to exactly one caller: the one whose count made the upload ready.
+	// Counting a counted chunk, or any chunk of an upload past receiving,
+	// changes nothing. It returns ErrConflict as Lookup does.
+	Count(ctx context.Context, info Info, n int) (ready bool, err error)
+
+	// Get returns the record, or ErrNotFound.
+	Get(ctx context.Context, key string) (Record, error)
+
+	// Claim moves a ready upload to assembling for owner until now+lease. An
+	// upload already assembling can be claimed again by the same owner, or by
+	// anyone once its lease ran out. Otherwise it returns ErrNotClaimable
+	// together with the current record (for example, complete).
+	Claim(ctx context.Context, key, owner string, lease time.Duration) (Record, error)
+
+	// Complete records the result of owner's assembly. It is a no-op if the
+	// upload is already complete and ErrLeaseLost if owner no longer holds it.
+	Complete(ctx context.Context, key, owner string, res Result) error
+
+	// Fail records that owner's assembly failed for good.
+	Fail(ctx context.Context, key, owner, reason string) error
+
+	// MarkPublished records that the completion event went out.
+	MarkPublished(ctx context.Context, key string) error
+}
+
+// Scanner is an optional Ledger capability for the embedded deployment, which
+// has no DynamoDB stream or TTL to lean on: listing the work left after a
+// restart, and expiring idle uploads.
+type Scanner interface {
+	// Pending lists uploads that need the pipeline: ready, assembling, or
+	// complete but not yet published.
+	Pending(ctx context.Context) ([]Record, error)
+	// Idle lists uploads not updated since before.
+	Idle(ctx context.Context, before time.Time) ([]Record, error)
+	// Forget deletes the record if it still was not updated since before, and
+	// reports whether it did.
+	Forget(ctx context.Context, key string, before time.Time) (bool, error)
+}
+
+// Event is announced once a file is complete (at least once: consumers
+// should de-duplicate on UploadKey). On AWS it is the detail of an EventBridge
+// event with source "flowgate" and detail-type "Upload Completed"; locally it
+// is logged and optionally POSTed to a webhook.
+type Event struct {
+	UploadKey    string    `json:"uploadKey"`
+	Namespace    string    `json:"namespace"`
+	Identifier   string    `json:"identifier"`
+	FileName     string    `json:"fileName"`
+	RelativePath string    `json:"relativePath"`
+	Location     string    `json:"location"`
+	Bucket       string    `json:"bucket,omitempty"`
+	Object       string    `json:"key,omitempty"`
+	Size         int64     `json:"size"`
+	Chunks       int       `json:"chunks"`
+	ETag         string    `json:"etag,omitempty"`
+	StartedAt    time.Time `json:"startedAt"`
+	CompletedAt  time.Time `json:"completedAt"`
+}
+
+// EventSource and EventDetailType name the completion event on EventBridge.
+const (
+	EventSource     = "flowgate"
+	EventDetailType = "Upload Completed"
+)
+
+// Publisher announces finished files.
+type Publisher interface {
+	Publish(ctx context.Context, ev Event) error
+}
+
+// InputError is a problem with what the client sent. Status is the HTTP status
+// to answer with (400, 409, 413 ...), Msg a short explanation for the client.
+type InputError struct {
+	Status int
+	Msg    string
+}
+
+func (e *InputError) Error() string { return e.Msg }

@@ -1,0 +1,359 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Service is the flow.js protocol's behaviour, free of HTTP: test a chunk,
+// take a chunk, tell an upload's status. The same Service runs in the
+// embedded server and in the upload Lambda; only its Store and Ledger differ.
+type Service struct {
+	Store  ChunkStore
+	Ledger Ledger
+	// OnReady, if set, is told the key of an upload the moment it becomes
+	// ready. The embedded server queues it for its workers; on AWS it is nil
+	// because the DynamoDB stream does the telling.
+	OnReady func(key string)
+
+	locks keyedLocks
+}
+
+// Body is a chunk's bytes as they arrive.
+type Body struct {
+	// Reader yields the bytes the client sent for the chunk; the Service
+	// checks that they are exactly as many as declared.
+	io.Reader
+	// Finish, if set, is called once the bytes have been stored and before the
+	// chunk is counted. It checks the rest of the request (what follows the
+	// file part of a multipart body, say), so that a chunk from a request
+	// that turns out malformed is never counted.
+	Finish func() error
+}
+
+// Test answers flow.js's test GET: is chunk n already stored and counted?
+// Every chunk of an upload past receiving counts as present.
+func (s *Service) Test(ctx context.Context, info Info, n int) (bool, error) {
+	state, counted, err := s.Ledger.Lookup(ctx, info, n)
+	if err != nil {
+		return false, ledgerErr(err)
+	}
+	return counted || state.PastReceiving(), nil
+}
+
+// Put takes chunk n of an upload: it stores the bytes, checks the request,
+// then counts the chunk. ready reports that this chunk completed the upload.
+//
+// A chunk already counted, or one of an upload past receiving, is read and
+// checked but not stored again, so a late duplicate can never overwrite
+// acknowledged bytes. Chunks of one upload with the same number are taken one
+// at a time in this process: a store that writes in place (the directory
+// store) must not see two writers of the same bytes.
+func (s *Service) Put(ctx context.Context, info Info, n int, body Body) (ready bool, err error) {
+	unlock := s.locks.chunk(info.Key, n)
+	defer unlock()
+
+	_, size := info.ChunkBounds(n)
+	exact := &exactReader{r: body.Reader, left: size}
+
+	state, counted, err := s.Ledger.Lookup(ctx, info, n)
+	if err != nil {
+		return false, ledgerErr(err)
+	}
+	if counted || state.PastReceiving() {
+		if _, err := io.Copy(io.Discard, exact); err != nil {
+			return false, bodyErr(err)
+		}
+		return false, finish(body)
+	}
+
+	if err := s.Store.PutChunk(ctx, info, n, exact); err != nil {
+		if exact.err != nil {
+			return false, bodyErr(exact.err)
+		}
+		return false, fmt.Errorf("%w: store chunk: %w", ErrUnavailable, err)
+	}
+	// A store may stop reading at the declared size without seeing the end
+	// of the body (an HTTP client sending a known length does); make sure
+	// nothing more was sent.
+	if err := exact.end(); err != nil {
+		return false, bodyErr(err)
+	}
+	if err := finish(body); err != nil {
+		return false, err
+	}
+	ready, err = s.Ledger.Count(ctx, info, n)
+	if err != nil {
+		return false, ledgerErr(err)
+	}
+	if ready && s.OnReady != nil {
+		s.OnReady(info.Key)
+	}
+	return ready, nil
+}
+
+// Status is what GET /upload/status answers.
+type Status struct {
+	State    State  `json:"state"`
+	Received int    `json:"received"`
+	Total    int    `json:"total"`
+	Size     int64  `json:"size,omitempty"`
+	Location string `json:"location,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Status tells where an upload is. An unknown upload is not an error.
+func (s *Service) Status(ctx context.Context, key string) (Status, error) {
+	rec, err := s.Ledger.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return Status{State: StateUnknown}, nil
+	}
+	if err != nil {
+		return Status{}, ledgerErr(err)
+	}
+	st := Status{State: rec.State, Received: rec.Received, Total: rec.TotalChunks}
+	switch rec.State {
+	case StateComplete:
+		if rec.Result != nil {
+			st.Size, st.Location = rec.Result.Size, rec.Result.Location
+		}
+	case StateFailed:
+		st.Error = rec.Error
+	}
+	return st, nil
+}
+
+// Expire removes an upload that has been idle since before: its record and
+// whatever is staged for it (a finished file stays). It takes the upload's
+// lock, so no chunk of it is being stored meanwhile.
+func (s *Service) Expire(ctx context.Context, rec Record, before time.Time) (bool, error) {
+	sc, ok := s.Ledger.(Scanner)
+	if !ok {
+		return false, errors.New("ledger cannot expire uploads")
+	}
+	unlock := s.locks.upload(rec.Key)
+	defer unlock()
+	gone, err := sc.Forget(ctx, rec.Key, before)
+	if err != nil || !gone {
+		return false, err
+	}
+	if rec.State != StateComplete {
+		if err := s.Store.Discard(ctx, rec.Key); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// DiscardOrphan removes staged data that no ledger record points to, such as
+// the bytes of a first chunk whose request was refused.
+func (s *Service) DiscardOrphan(ctx context.Context, key string) (bool, error) {
+	unlock := s.locks.upload(key)
+	defer unlock()
+	if _, err := s.Ledger.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	return true, s.Store.Discard(ctx, key)
+}
+
+// ErrUnavailable marks a failure of storage or the ledger: not the client's
+// fault, worth a retry. The HTTP layer answers it with 503, which flow.js
+// retries instead of failing the file.
+var ErrUnavailable = errors.New("storage unavailable")
+
+func ledgerErr(err error) error {
+	if errors.Is(err, ErrConflict) {
+		return &InputError{Status: http.StatusConflict, Msg: ErrConflict.Error()}
+	}
+	var ie *InputError
+	if errors.As(err, &ie) {
+		return err
+	}
+	return fmt.Errorf("%w: ledger: %w", ErrUnavailable, err)
+}
+
+func finish(b Body) error {
+	if b.Finish == nil {
+		return nil
+	}
+	if err := b.Finish(); err != nil {
+		return bodyErr(err)
+	}
+	return nil
+}
+
+// bodyErr turns a problem reading the request into the answer for it. An
+// *InputError or a body-size limit from the HTTP layer keeps its meaning.
+func bodyErr(err error) error {
+	var ie *InputError
+	if errors.As(err, &ie) {
+		return err
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &InputError{Status: http.StatusRequestEntityTooLarge, Msg: "request body is over the size limit"}
+	}
+	if errors.Is(err, errTooLong) || errors.Is(err, errTooShort) {
+		return &InputError{Status: http.StatusBadRequest, Msg: err.Error()}
+	}
+	return &InputError{Status: http.StatusBadRequest, Msg: "could not read the chunk: " + err.Error()}
+}
+
+var (
+	errTooShort = errors.New("chunk body is shorter than flowCurrentChunkSize")
+	errTooLong  = errors.New("chunk body is longer than flowCurrentChunkSize")
+)
+
+// exactReader passes on exactly left bytes and fails if the source has fewer
+// or more. The check for "more" happens when the last byte is delivered, so a
+// store that reads to EOF learns of it before it commits anything.
+type exactReader struct {
+	r    io.Reader
+	left int64
+	err  error
+	done bool
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	if e.left == 0 {
+		if err := e.end(); err != nil {
+			return 0, err
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF {
+		if e.left > 0 {
+			e.err = errTooShort
+			return n, e.err
+		}
+		e.done = true
+		err = nil
+	}
+	if err != nil {
+		e.err = err
+		return n, err
+	}
+	if e.left == 0 {
+		if err := e.end(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// end checks that the source has nothing after the declared bytes.
+func (e *exactReader) end() error {
+	if e.err != nil || e.done {
+		return e.err
+	}
+	if e.left > 0 {
+		e.err = errTooShort
+		return e.err
+	}
+	var one [1]byte
+	for {
+		n, err := e.r.Read(one[:])
+		if n > 0 {
+			e.err = errTooLong
+			return e.err
+		}
+		if err == io.EOF {
+			e.done = true
+			return nil
+		}
+		if err != nil {
+			e.err = err
+			return err
+		}
+	}
+}
+
+// keyedLocks hands out a lock per upload (shared by chunk writers, exclusive
+// for expiry) and a lock per chunk, kept only while someone holds them.
+type keyedLocks struct {
+	mu      sync.Mutex
+	uploads map[string]*uploadLock
+}
+
+type uploadLock struct {
+	refs   int
+	rw     sync.RWMutex
+	chunks map[int]*chunkLock
+}
+
+type chunkLock struct {
+	refs int
+	mu   sync.Mutex
+}
+
+func (k *keyedLocks) acquire(key string) *uploadLock {
+	if k.uploads == nil {
+		k.uploads = make(map[string]*uploadLock)
+	}
+	u := k.uploads[key]
+	if u == nil {
+		u = &uploadLock{chunks: make(map[int]*chunkLock)}
+		k.uploads[key] = u
+	}
+	u.refs++
+	return u
+}
+
+func (k *keyedLocks) release(key string, u *uploadLock) {
+	if u.refs--; u.refs == 0 {
+		delete(k.uploads, key)
+	}
+}
+
+// chunk locks chunk n of an upload for writing and returns the unlock.
+func (k *keyedLocks) chunk(key string, n int) func() {
+	k.mu.Lock()
+	u := k.acquire(key)
+	c := u.chunks[n]
+	if c == nil {
+		c = &chunkLock{}
+		u.chunks[n] = c
+	}
+	c.refs++
+	k.mu.Unlock()
+
+	u.rw.RLock()
+	c.mu.Lock()
+	return func() {
+		c.mu.Unlock()
+		u.rw.RUnlock()
+		k.mu.Lock()
+		if c.refs--; c.refs == 0 {
+			delete(u.chunks, n)
+		}
+		k.release(key, u)
+		k.mu.Unlock()
+	}
+}
+
+// upload locks a whole upload, waiting for its chunk writers to finish.
+func (k *keyedLocks) upload(key string) func() {
+	k.mu.Lock()
+	u := k.acquire(key)
+	k.mu.Unlock()
+	u.rw.Lock()
+	return func() {
+		u.rw.Unlock()
+		k.mu.Lock()
+		k.release(key, u)
+		k.mu.Unlock()
+	}
+}
