@@ -138,6 +138,9 @@ func parseInfo(get Fields, namespace string, lim Limits, needName bool) (upload.
 	}
 
 	name, ok := get(FieldFilename)
+	if !ok {
+		name = ""
+	}
 	if ok || needName {
 		if err := checkFilename(name); err != nil {
 			return info, err

@@ -55,6 +55,21 @@ func (s *Service) Test(ctx context.Context, info Info, n int) (bool, error) {
 // at a time in this process: a store that writes in place (the directory
 // store) must not see two writers of the same bytes.
 func (s *Service) Put(ctx context.Context, info Info, n int, body Body) (ready bool, err error) {
+	ready, fresh, err := s.put(ctx, info, n, body)
+	var ie *InputError
+	if fresh && errors.As(err, &ie) {
+		// The request was refused, and it was the first the upload saw: take
+		// away whatever bytes it left, so a refused request stores nothing.
+		// DiscardOrphan waits for other writers of the upload and keeps the
+		// staging data if one of them has counted a chunk meanwhile.
+		s.DiscardOrphan(context.WithoutCancel(ctx), info.Key)
+	}
+	return ready, err
+}
+
+// put does Put's work under the chunk's lock. fresh reports that the ledger
+// had no record of the upload when the chunk arrived.
+func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready, fresh bool, err error) {
 	unlock := s.locks.chunk(info.Key, n)
 	defer unlock()
 
@@ -63,38 +78,39 @@ func (s *Service) Put(ctx context.Context, info Info, n int, body Body) (ready b
 
 	state, counted, err := s.Ledger.Lookup(ctx, info, n)
 	if err != nil {
-		return false, ledgerErr(err)
+		return false, false, ledgerErr(err)
 	}
+	fresh = state == StateUnknown
 	if counted || state.PastReceiving() {
 		if _, err := io.Copy(io.Discard, exact); err != nil {
-			return false, bodyErr(err)
+			return false, false, bodyErr(err)
 		}
-		return false, finish(body)
+		return false, false, finish(body)
 	}
 
 	if err := s.Store.PutChunk(ctx, info, n, exact); err != nil {
 		if exact.err != nil {
-			return false, bodyErr(exact.err)
+			return false, fresh, bodyErr(exact.err)
 		}
-		return false, fmt.Errorf("%w: store chunk: %w", ErrUnavailable, err)
+		return false, fresh, fmt.Errorf("%w: store chunk: %w", ErrUnavailable, err)
 	}
 	// A store may stop reading at the declared size without seeing the end
 	// of the body (an HTTP client sending a known length does); make sure
 	// nothing more was sent.
 	if err := exact.end(); err != nil {
-		return false, bodyErr(err)
+		return false, fresh, bodyErr(err)
 	}
 	if err := finish(body); err != nil {
-		return false, err
+		return false, fresh, err
 	}
 	ready, err = s.Ledger.Count(ctx, info, n)
 	if err != nil {
-		return false, ledgerErr(err)
+		return false, fresh, ledgerErr(err)
 	}
 	if ready && s.OnReady != nil {
 		s.OnReady(info.Key)
 	}
-	return ready, nil
+	return ready, fresh, nil
 }
 
 // Status is what GET /upload/status answers.
@@ -200,6 +216,9 @@ func bodyErr(err error) error {
 	}
 	if errors.Is(err, errTooLong) || errors.Is(err, errTooShort) {
 		return &InputError{Status: http.StatusBadRequest, Msg: err.Error()}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return &InputError{Status: http.StatusBadRequest, Msg: "the request body ended before the chunk did (cut off or malformed)"}
 	}
 	return &InputError{Status: http.StatusBadRequest, Msg: "could not read the chunk: " + err.Error()}
 }
