@@ -25,6 +25,7 @@ type Local struct {
 	WebhookURL      string        // FLOWGATE_WEBHOOK_URL
 	WebhookSecret   string        // FLOWGATE_WEBHOOK_SECRET
 	ShutdownTimeout time.Duration // FLOWGATE_SHUTDOWN_TIMEOUT
+	BodyTimeout     time.Duration // FLOWGATE_BODY_TIMEOUT: longest stall while reading a request body
 }
 
 // Common is what every deployment reads: limits, CORS, identity, logging.
@@ -50,6 +51,7 @@ func LoadLocal(getenv func(string) string) (Local, error) {
 		WebhookURL:      e.str("FLOWGATE_WEBHOOK_URL", ""),
 		WebhookSecret:   e.str("FLOWGATE_WEBHOOK_SECRET", ""),
 		ShutdownTimeout: e.duration("FLOWGATE_SHUTDOWN_TIMEOUT", 30*time.Second),
+		BodyTimeout:     e.duration("FLOWGATE_BODY_TIMEOUT", 30*time.Second),
 	}
 	if c.Workers < 1 {
 		e.fail("FLOWGATE_ASSEMBLY_WORKERS must be at least 1")

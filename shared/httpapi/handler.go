@@ -258,8 +258,9 @@ func readField(p *multipart.Part) (string, error) {
 
 func multipartErr(err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return err // the service turns it into 413
+	var ie *upload.InputError
+	if errors.As(err, &mbe) || errors.As(err, &ie) {
+		return err // a size limit (413) or a stalled body (408) keeps its meaning
 	}
 	return badRequest("malformed multipart body: " + err.Error())
 }

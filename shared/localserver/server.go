@@ -34,6 +34,7 @@ type Server struct {
 	service *upload.Service
 	workers *Workers
 	handler http.Handler
+	gate    *gate
 }
 
 // New opens the data directory and builds every part; Run serves.
@@ -82,7 +83,8 @@ func New(cfg config.Local, log *slog.Logger) (*Server, error) {
 	if cfg.WebDir != "" {
 		mux.Handle("/", staticOnly(http.FileServer(http.Dir(cfg.WebDir))))
 	}
-	s.handler = mux
+	s.gate = &gate{next: mux, bodyIdle: cfg.BodyTimeout}
+	s.handler = s.gate
 	return s, nil
 }
 
@@ -132,10 +134,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		s.log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-		err = srv.Shutdown(sctx)
-		cancel()
+		err = s.shutdown(srv)
 	}
 	stopBG()
 	wg.Wait()
@@ -143,6 +142,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// shutdown answers new requests with 503 while those in flight finish, for
+// at most ShutdownTimeout; chunks still arriving after that are cut off and
+// never counted, so their clients send them again after the restart.
+func (s *Server) shutdown(srv *http.Server) error {
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.gate.drain(ctx); err != nil {
+		s.log.Warn("requests still in flight at the shutdown deadline; closing them")
+		return srv.Close()
+	}
+	// Nothing in flight: this only closes the listener and idle connections.
+	return srv.Shutdown(ctx)
 }
 
 // sweep removes abandoned uploads every SweepInterval: records idle longer
