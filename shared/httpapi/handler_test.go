@@ -461,7 +461,9 @@ func TestBadInput(t *testing.T) {
 			return e.raw(ct, body[:len(body)-600], nil)
 		}, 400, ""},
 		tc{"multipart without boundary", func(e *env) resp { return e.raw("multipart/form-data", []byte("x"), f.params(1)) }, 400, "malformed"},
-		tc{"multipart garbage", func(e *env) resp { return e.raw("multipart/form-data; boundary=zz", []byte("not multipart at all"), nil) }, 400, "malformed"},
+		tc{"multipart garbage", func(e *env) resp {
+			return e.raw("multipart/form-data; boundary=zz", []byte("not multipart at all"), nil)
+		}, 400, "malformed"},
 		tc{"body over the request limit", func(e *env) resp {
 			return e.octet(with(1, "flowCurrentChunkSize", "1000"), make([]byte, testLimits.MaxChunkSize+1<<20))
 		}, 400, "bytes"},

@@ -8,13 +8,13 @@ import (
 
 func TestSafeFileName(t *testing.T) {
 	for in, want := range map[string]string{
-		"photo.jpg":          "photo.jpg",
-		"../../etc/passwd":   "_._.._etc_passwd",
-		".bashrc":            "_bashrc",
-		`a\b:c*d?.txt`:       "a_b_c_d_.txt",
+		"photo.jpg":           "photo.jpg",
+		"../../etc/passwd":    "_._.._etc_passwd",
+		".bashrc":             "_bashrc",
+		`a\b:c*d?.txt`:        "a_b_c_d_.txt",
 		"résumé 2024 (1).pdf": "résumé 2024 (1).pdf",
-		"":                   "file",
-		"\x00":               "_",
+		"":                    "file",
+		"\x00":                "_",
 	} {
 		if got := SafeFileName(in); got != want {
 			t.Errorf("SafeFileName(%q) = %q, want %q", in, got, want)

@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/flowclient"
+)
+
+// binary is the server built once for the whole suite; repoRoot holds web/.
+var binary, repoRoot string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err == nil {
+		_, err = os.Stat(filepath.Join(root, "go.mod"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: cannot find the repository root:", err)
+		return 1
+	}
+	repoRoot = root
+	dir, err := os.MkdirTemp("", "flowgate-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "flowgate")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/flowgate")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building the server: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// server is one flowgate process.
+type server struct {
+	t       *testing.T
+	dataDir string
+	URL     string
+	cmd     *exec.Cmd
+	log     *tail
+	exited  chan struct{}
+	waitErr error // set before exited is closed
+}
+
+// startServer runs the binary on a free port of 127.0.0.1 with dataDir and
+// waits until /healthz answers 200. The process is killed when the test ends,
+// whatever happens.
+func startServer(t *testing.T, dataDir string, extraEnv ...string) *server {
+	t.Helper()
+	var last *server
+	// A free port can be taken by someone else between finding and binding
+	// it; a server that exits at once is started again on another port.
+	for attempt := 0; attempt < 3; attempt++ {
+		s, err := tryStart(t, dataDir, extraEnv)
+		if err == nil {
+			return s
+		}
+		last = s
+		t.Logf("server start attempt %d: %v", attempt+1, err)
+	}
+	if last != nil {
+		t.Logf("server log:\n%s", last.log)
+	}
+	t.Fatalf("server did not start")
+	return nil
+}
+
+func tryStart(t *testing.T, dataDir string, extraEnv []string) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{t: t, dataDir: dataDir, URL: "http://" + addr, log: &tail{max: 256 << 10}, exited: make(chan struct{})}
+	s.cmd = exec.Command(binary)
+	// Only what the test sets: a FLOWGATE_* variable of the developer's
+	// shell must not change what is tested.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FLOWGATE_") {
+			s.cmd.Env = append(s.cmd.Env, kv)
+		}
+	}
+	s.cmd.Env = append(s.cmd.Env,
+		"FLOWGATE_ADDR="+addr,
+		"FLOWGATE_DATA_DIR="+dataDir,
+		"FLOWGATE_WEB_DIR="+filepath.Join(repoRoot, "web"),
+	)
+	s.cmd.Env = append(s.cmd.Env, extraEnv...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("log of server %s:\n%s", s.URL, s.log)
+		}
+	})
+
+	deadline := time.Now().Add(20 * time.Second)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return s, fmt.Errorf("server exited before answering /healthz: %v", s.waitErr)
+		default:
+		}
+		resp, err := client.Get(s.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.kill()
+	return s, errors.New("/healthz did not answer 200 within 20s")
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// kill ends the process at once and waits for it (bounded).
+func (s *server) kill() {
+	_ = s.cmd.Process.Kill()
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		s.t.Errorf("server %s did not exit after SIGKILL", s.URL)
+	}
+}
+
+// signal sends sig without waiting.
+func (s *server) signal(sig syscall.Signal) {
+	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		s.t.Errorf("signal %v: %v", sig, err)
+	}
+}
+
+// wait waits (bounded) for the process to exit after a signal and returns
+// how it ended.
+func (s *server) wait(within time.Duration) error {
+	s.t.Helper()
+	select {
+	case <-s.exited:
+		return s.waitErr
+	case <-time.After(within):
+		s.t.Fatalf("server %s still running %v after the signal", s.URL, within)
+		return nil
+	}
+}
+
+func (s *server) client(header ...string) *flowclient.Client {
+	c := &flowclient.Client{BaseURL: s.URL}
+	if len(header) == 2 {
+		c.Header = http.Header{header[0]: {header[1]}}
+	}
+	return c
+}
+
+// tail keeps the last max bytes written to it: the server's log, shown when
+// a test fails.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (w *tail) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	if over := len(w.buf) - w.max; over > 0 {
+		w.buf = append(w.buf[:0], w.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tail) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.buf)
+}
+
+// randomFile returns size bytes from a seeded generator: reproducible, and
+// different for different seeds.
+func randomFile(seed uint64, size int) []byte {
+	r := rand.New(rand.NewPCG(seed, 0xf10a))
+	b := make([]byte, size)
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	for i := len(b) &^ 7; i < len(b); i++ {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// checkFinished asserts that a complete status points, inside the data
+// directory's files/, at a file with exactly the content want.
+func checkFinished(t *testing.T, dataDir string, st flowclient.Status, want []byte) {
+	t.Helper()
+	if st.State != "complete" {
+		t.Errorf("state %q, want complete", st.State)
+		return
+	}
+	if st.Size != int64(len(want)) {
+		t.Errorf("status size %d, want %d", st.Size, len(want))
+	}
+	loc := st.Location
+	if loc == "" || filepath.IsAbs(loc) || filepath.Clean(loc) != loc || !strings.HasPrefix(loc, "files/") {
+		t.Errorf("location %q is not a clean path under files/", loc)
+		return
+	}
+	got, err := os.ReadFile(filepath.Join(dataDir, loc))
+	if err != nil {
+		t.Errorf("finished file: %v", err)
+		return
+	}
+	if sum(got) != sum(want) {
+		t.Errorf("finished file %s: %d bytes, sha256 %s; want %d bytes, sha256 %s", loc, len(got), sum(got)[:12], len(want), sum(want)[:12])
+	}
+}
+
+// checkStagingEmpty asserts that no chunk is left under staging/. Handlers of
+// requests cut off mid-body may still be unwinding when the uploads complete,
+// so it polls for a short, bounded time before failing.
+func checkStagingEmpty(t *testing.T, dataDir string) {
+	t.Helper()
+	dir := filepath.Join(dataDir, "staging")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("reading staging: %v", err)
+			return
+		}
+		if len(entries) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("staging/ still holds %v after every upload completed", names)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// finishedFiles lists the regular files under files/, relative to the data dir.
+func finishedFiles(t *testing.T, dataDir string) []string {
+	t.Helper()
+	var out []string
+	root := filepath.Join(dataDir, "files")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(dataDir, path)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("walking files/: %v", err)
+	}
+	return out
+}
+
+// allChunks is 1..n.
+func allChunks(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i + 1
+	}
+	return out
+}
+
+// upload is one file of a test: its content, name and options.
+type upload struct {
+	name string
+	data []byte
+	opts flowclient.Options
+}
+
+func (u upload) size() int64 { return int64(len(u.data)) }
+
+func (u upload) geometry(t *testing.T) flowclient.Geometry {
+	t.Helper()
+	g, err := flowclient.NewGeometry(u.opts, u.size(), u.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (u upload) send(ctx context.Context, c *flowclient.Client) (flowclient.Stats, error) {
+	return c.Upload(ctx, u.opts, bytes.NewReader(u.data), u.size(), u.name)
+}
+
+func (u upload) wait(ctx context.Context, c *flowclient.Client) (flowclient.Status, error) {
+	return c.WaitComplete(ctx, u.opts, u.size(), u.name, 20*time.Millisecond)
+}
