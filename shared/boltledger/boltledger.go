@@ -47,6 +47,9 @@ func Open(path string) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
+	// Concurrent counts share a commit (and its fsync) through Batch; the
+	// default 10 ms wait for company would be most of a small chunk's time.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	l := &Ledger{db: db, now: time.Now}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketIdentities); err != nil {
@@ -284,8 +287,7 @@ func (l *Ledger) scan(keep func(upload.Record) bool) ([]upload.Record, error) {
 }
 
 // Forget deletes an upload that is still idle since before, with its
-// identity entry if that still points to it. An upload in the middle of
-// assembly is never forgotten.
+// identity entry if that still points to it.
 func (l *Ledger) Forget(ctx context.Context, key string, before time.Time) (gone bool, err error) {
 	err = l.db.Update(func(tx *bolt.Tx) error {
 		ups := tx.Bucket(bucketUploads)
@@ -297,7 +299,10 @@ func (l *Ledger) Forget(ctx context.Context, key string, before time.Time) (gone
 		if err != nil {
 			return err
 		}
-		if !rec.UpdatedAt.Before(before) || rec.State == upload.StateAssembling || rec.State == upload.StateReady {
+		// Work still owed is never forgotten: an upload to assemble, or a
+		// result whose event has not gone out.
+		if !rec.UpdatedAt.Before(before) || rec.State == upload.StateAssembling || rec.State == upload.StateReady ||
+			rec.State == upload.StateComplete && !rec.Published {
 			return nil
 		}
 		ids := tx.Bucket(bucketIdentities)

@@ -35,6 +35,9 @@ const (
 // Store keeps chunks in files under Root.
 type Store struct {
 	root string
+
+	mu     sync.Mutex
+	syncer map[string]*groupSync // per staging file, while it has writers
 }
 
 // New creates the directory layout under root.
@@ -44,7 +47,7 @@ func New(root string) (*Store, error) {
 			return nil, fmt.Errorf("dirstore: %w", err)
 		}
 	}
-	return &Store{root: root}, nil
+	return &Store{root: root, syncer: map[string]*groupSync{}}, nil
 }
 
 // copyBuffers are reused across requests so memory stays flat under load.
@@ -70,10 +73,30 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 	}
 	// The chunk is counted right after this returns; it must survive a crash
 	// of the machine, not only of the process.
-	if err := f.Sync(); err != nil {
+	if err := s.sync(info.Key, f); err != nil {
 		return err
 	}
 	return f.Close()
+}
+
+// sync makes the staging file durable, sharing the fsync with the other
+// writers of the same upload.
+func (s *Store) sync(key string, f *os.File) error {
+	s.mu.Lock()
+	g := s.syncer[key]
+	if g == nil {
+		g = &groupSync{}
+		s.syncer[key] = g
+	}
+	g.refs++
+	s.mu.Unlock()
+	err := g.Sync(f)
+	s.mu.Lock()
+	if g.refs--; g.refs == 0 {
+		delete(s.syncer, key)
+	}
+	s.mu.Unlock()
+	return err
 }
 
 // Discard removes the staging file.
