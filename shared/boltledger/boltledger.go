@@ -199,13 +199,13 @@ func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Durati
 
 func (l *Ledger) Complete(ctx context.Context, key, owner string, res upload.Result) error {
 	return l.update(key, func(r *upload.Record) error {
-		if r.State == upload.StateComplete {
+		if r.State == upload.StateComplete && r.Owner == owner {
 			return errNoChange
 		}
 		if r.State != upload.StateAssembling || r.Owner != owner {
 			return upload.ErrLeaseLost
 		}
-		r.State, r.Result, r.Owner, r.LeaseUntil, r.UpdatedAt = upload.StateComplete, &res, "", time.Time{}, l.now()
+		r.State, r.Result, r.LeaseUntil, r.UpdatedAt = upload.StateComplete, &res, time.Time{}, l.now()
 		return nil
 	})
 }

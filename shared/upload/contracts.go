@@ -96,7 +96,8 @@ type Record struct {
 	Received   int       `json:"received"`
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
-	// Owner and LeaseUntil belong to the assembler that claimed the upload.
+	// Owner and LeaseUntil belong to the assembler that claimed the upload;
+	// once complete, Owner is the one whose result was recorded.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitempty"`
 	Result     *Result   `json:"result,omitempty"`
@@ -186,8 +187,11 @@ type Ledger interface {
 	// together with the current record (for example, complete).
 	Claim(ctx context.Context, key, owner string, lease time.Duration) (Record, error)
 
-	// Complete records the result of owner's assembly. It is a no-op if the
-	// upload is already complete and ErrLeaseLost if owner no longer holds it.
+	// Complete records the result of owner's assembly. Called again by the
+	// same owner after it succeeded (a retry after a timeout), it is a no-op.
+	// It returns ErrLeaseLost if owner no longer holds the upload, including
+	// when another owner, who took over after the lease ran out, recorded
+	// its result first: the loser must not publish.
 	Complete(ctx context.Context, key, owner string, res Result) error
 
 	// Fail records that owner's assembly failed for good.
