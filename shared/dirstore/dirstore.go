@@ -58,7 +58,12 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 	if !validKey(info.Key) {
 		return fmt.Errorf("dirstore: invalid upload key")
 	}
-	f, err := os.OpenFile(s.stagingPath(info.Key), os.O_WRONLY|os.O_CREATE, 0o640)
+	path := s.stagingPath(info.Key)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	created := err == nil
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_WRONLY, 0o640)
+	}
 	if err != nil {
 		return err
 	}
@@ -75,6 +80,12 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 	// of the machine, not only of the process.
 	if err := s.sync(info.Key, f); err != nil {
 		return err
+	}
+	if created {
+		// A new file is only durable once its directory entry is.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return err
+		}
 	}
 	return f.Close()
 }

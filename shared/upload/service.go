@@ -39,6 +39,9 @@ type Body struct {
 // Test answers flow.js's test GET: is chunk n already stored and counted?
 // Every chunk of an upload past receiving counts as present.
 func (s *Service) Test(ctx context.Context, info Info, n int) (bool, error) {
+	if err := checkChunk(info, n); err != nil {
+		return false, err
+	}
 	state, counted, err := s.Ledger.Lookup(ctx, info, n)
 	if err != nil {
 		return false, ledgerErr(err)
@@ -55,6 +58,9 @@ func (s *Service) Test(ctx context.Context, info Info, n int) (bool, error) {
 // at a time in this process: a store that writes in place (the directory
 // store) must not see two writers of the same bytes.
 func (s *Service) Put(ctx context.Context, info Info, n int, body Body) (ready bool, err error) {
+	if err := checkChunk(info, n); err != nil {
+		return false, err
+	}
 	ready, fresh, err := s.put(ctx, info, n, body)
 	var ie *InputError
 	if fresh && errors.As(err, &ie) {
@@ -111,6 +117,16 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready, 
 		s.OnReady(info.Key)
 	}
 	return ready, fresh, nil
+}
+
+// checkChunk guards the Service's own callers (the HTTP layer checks this
+// already): a chunk number outside the upload would count a chunk that does
+// not exist.
+func checkChunk(info Info, n int) error {
+	if n < 1 || n > info.TotalChunks {
+		return &InputError{Status: http.StatusBadRequest, Msg: fmt.Sprintf("chunk %d is outside 1..%d", n, info.TotalChunks)}
+	}
+	return nil
 }
 
 // Status is what GET /upload/status answers.
