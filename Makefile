@@ -13,12 +13,17 @@ FUZZ_TARGETS := \
 	./shared/upload:FuzzSafeFileName
 FUZZ_TIME ?= 4s
 
-.PHONY: run test vet unit fuzz fuzz-short web deps clean
+.PHONY: run dev test vet unit fuzz fuzz-short web deps aws-servers clean
 
 ## run: build and start the embedded server at http://127.0.0.1:8080/ (data in ./data)
 run: web
 	$(GO) build -o $(TOOLS)/flowgate ./cmd/flowgate
 	./$(TOOLS)/flowgate
+
+## dev: the same server on the AWS code path (S3 store, DynamoDB ledger, stream-driven
+## assembly) against MinIO and dynalite on 127.0.0.1, started and stopped with it
+dev: web aws-servers
+	$(GO) run ./shared/localaws/cmd/localaws dev
 
 ## test: every test, the way CI runs it
 test: deps vet unit fuzz-short
@@ -47,7 +52,12 @@ web/vendor/flow.min.js: node_modules/.installed
 	mkdir -p web/vendor
 	cp $(FLOWJS) $@
 
-deps: node_modules/.installed
+deps: node_modules/.installed aws-servers
+
+# MinIO and dynalite at pinned versions, installed once into ~/.cache/flowgate
+# (the first MinIO build takes about 4 minutes on 2 cores).
+aws-servers: node_modules/.installed
+	bash scripts/ensure-aws-servers.sh
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

@@ -39,94 +39,101 @@ type Common struct {
 // LoadLocal reads the embedded server's configuration through getenv
 // (os.Getenv in production, a map in tests).
 func LoadLocal(getenv func(string) string) (Local, error) {
-	e := env{get: getenv}
+	e := NewEnv(getenv)
 	c := Local{
-		Addr:            e.str("FLOWGATE_ADDR", "127.0.0.1:8080"),
-		DataDir:         e.str("FLOWGATE_DATA_DIR", "./data"),
-		WebDir:          e.str("FLOWGATE_WEB_DIR", "./web"),
-		Common:          e.common(64 << 20),
-		Expiry:          e.duration("FLOWGATE_EXPIRY", 24*time.Hour),
-		SweepInterval:   e.duration("FLOWGATE_SWEEP_INTERVAL", 10*time.Minute),
-		Workers:         e.int("FLOWGATE_ASSEMBLY_WORKERS", 2),
-		WebhookURL:      e.str("FLOWGATE_WEBHOOK_URL", ""),
-		WebhookSecret:   e.str("FLOWGATE_WEBHOOK_SECRET", ""),
-		ShutdownTimeout: e.duration("FLOWGATE_SHUTDOWN_TIMEOUT", 30*time.Second),
-		BodyTimeout:     e.duration("FLOWGATE_BODY_TIMEOUT", 30*time.Second),
+		Addr:            e.String("FLOWGATE_ADDR", "127.0.0.1:8080"),
+		DataDir:         e.String("FLOWGATE_DATA_DIR", "./data"),
+		WebDir:          e.String("FLOWGATE_WEB_DIR", "./web"),
+		Common:          e.Common(64 << 20),
+		Expiry:          e.Duration("FLOWGATE_EXPIRY", 24*time.Hour),
+		SweepInterval:   e.Duration("FLOWGATE_SWEEP_INTERVAL", 10*time.Minute),
+		Workers:         e.Int("FLOWGATE_ASSEMBLY_WORKERS", 2),
+		WebhookURL:      e.String("FLOWGATE_WEBHOOK_URL", ""),
+		WebhookSecret:   e.String("FLOWGATE_WEBHOOK_SECRET", ""),
+		ShutdownTimeout: e.Duration("FLOWGATE_SHUTDOWN_TIMEOUT", 30*time.Second),
+		BodyTimeout:     e.Duration("FLOWGATE_BODY_TIMEOUT", 30*time.Second),
 	}
 	if c.Workers < 1 {
-		e.fail("FLOWGATE_ASSEMBLY_WORKERS must be at least 1")
+		e.Fail("FLOWGATE_ASSEMBLY_WORKERS must be at least 1")
 	}
 	if c.Expiry <= 0 || c.SweepInterval <= 0 {
-		e.fail("FLOWGATE_EXPIRY and FLOWGATE_SWEEP_INTERVAL must be positive")
+		e.Fail("FLOWGATE_EXPIRY and FLOWGATE_SWEEP_INTERVAL must be positive")
 	}
 	if c.WebhookURL != "" && !strings.HasPrefix(c.WebhookURL, "http://") && !strings.HasPrefix(c.WebhookURL, "https://") {
-		e.fail("FLOWGATE_WEBHOOK_URL must be an http:// or https:// URL")
+		e.Fail("FLOWGATE_WEBHOOK_URL must be an http:// or https:// URL")
 	}
-	return c, e.err()
+	return c, e.Err()
 }
 
-// common reads the settings every deployment shares. maxChunk is the
+// Common reads the settings every deployment shares. maxChunk is the
 // deployment's default chunk limit: a Lambda request caps it near 4.5 MiB.
-func (e *env) common(maxChunk int64) Common {
+func (e *Env) Common(maxChunk int64) Common {
 	c := Common{
 		Limits: protocol.Limits{
-			MaxFileSize:  e.size("FLOWGATE_MAX_FILE_SIZE", 10<<30),
-			MaxChunkSize: e.size("FLOWGATE_MAX_CHUNK_SIZE", maxChunk),
-			MaxChunks:    e.int("FLOWGATE_MAX_CHUNKS", 100_000),
+			MaxFileSize:  e.Size("FLOWGATE_MAX_FILE_SIZE", 10<<30),
+			MaxChunkSize: e.Size("FLOWGATE_MAX_CHUNK_SIZE", maxChunk),
+			MaxChunks:    e.Int("FLOWGATE_MAX_CHUNKS", 100_000),
 		},
-		AllowedOrigins:  e.list("FLOWGATE_ALLOWED_ORIGINS", []string{"*"}),
-		NamespaceHeader: e.str("FLOWGATE_NAMESPACE_HEADER", ""),
-		LogLevel:        e.level("FLOWGATE_LOG_LEVEL", slog.LevelInfo),
+		AllowedOrigins:  e.List("FLOWGATE_ALLOWED_ORIGINS", []string{"*"}),
+		NamespaceHeader: e.String("FLOWGATE_NAMESPACE_HEADER", ""),
+		LogLevel:        e.Level("FLOWGATE_LOG_LEVEL", slog.LevelInfo),
 	}
 	if c.Limits.MaxChunkSize < 1 || c.Limits.MaxChunks < 1 || c.Limits.MaxFileSize < 0 {
-		e.fail("size and chunk limits must be positive")
+		e.Fail("size and chunk limits must be positive")
 	}
 	return c
 }
 
-// env reads variables and collects every mistake, so a bad configuration is
-// reported whole at start rather than one variable per attempt.
-type env struct {
+// Env reads variables and collects every mistake, so a bad configuration is
+// reported whole at start rather than one variable per attempt. Each
+// deployment's loader (LoadLocal here, awsdeploy.Load for AWS) uses one.
+type Env struct {
 	get  func(string) string
 	errs []error
 }
 
-func (e *env) fail(format string, args ...any) { e.errs = append(e.errs, fmt.Errorf(format, args...)) }
-func (e *env) err() error                      { return errors.Join(e.errs...) }
+// NewEnv reads through getenv: os.Getenv, or a map's lookup in tests.
+func NewEnv(getenv func(string) string) *Env { return &Env{get: getenv} }
 
-func (e *env) str(name, def string) string {
+// Fail records a mistake found by the caller's own checks.
+func (e *Env) Fail(format string, args ...any) { e.errs = append(e.errs, fmt.Errorf(format, args...)) }
+
+// Err is every mistake found, or nil.
+func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+func (e *Env) String(name, def string) string {
 	if v := strings.TrimSpace(e.get(name)); v != "" {
 		return v
 	}
 	return def
 }
 
-func (e *env) int(name string, def int) int {
-	v := e.str(name, "")
+func (e *Env) Int(name string, def int) int {
+	v := e.String(name, "")
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil {
-		e.fail("%s: %q is not a whole number", name, v)
+		e.Fail("%s: %q is not a whole number", name, v)
 	}
 	return n
 }
 
-func (e *env) duration(name string, def time.Duration) time.Duration {
-	v := e.str(name, "")
+func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	v := e.String(name, "")
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		e.fail("%s: %q is not a duration such as 90s, 30m or 24h", name, v)
+		e.Fail("%s: %q is not a duration such as 90s, 30m or 24h", name, v)
 	}
 	return d
 }
 
-func (e *env) list(name string, def []string) []string {
-	v := e.str(name, "")
+func (e *Env) List(name string, def []string) []string {
+	v := e.String(name, "")
 	if v == "" {
 		return def
 	}
@@ -139,28 +146,28 @@ func (e *env) list(name string, def []string) []string {
 	return out
 }
 
-func (e *env) level(name string, def slog.Level) slog.Level {
-	v := e.str(name, "")
+func (e *Env) Level(name string, def slog.Level) slog.Level {
+	v := e.String(name, "")
 	if v == "" {
 		return def
 	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(v)); err != nil {
-		e.fail("%s: %q is not one of debug, info, warn, error", name, v)
+		e.Fail("%s: %q is not one of debug, info, warn, error", name, v)
 	}
 	return l
 }
 
 // size reads a byte count: plain bytes or with a unit (KiB, MiB, GiB, TiB,
 // or KB, MB, GB, TB in powers of ten).
-func (e *env) size(name string, def int64) int64 {
-	v := e.str(name, "")
+func (e *Env) Size(name string, def int64) int64 {
+	v := e.String(name, "")
 	if v == "" {
 		return def
 	}
 	n, err := ParseSize(v)
 	if err != nil {
-		e.fail("%s: %v", name, err)
+		e.Fail("%s: %v", name, err)
 	}
 	return n
 }

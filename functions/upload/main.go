@@ -1,0 +1,41 @@
+// Command upload is the upload Lambda: API Gateway (REST API, Lambda proxy
+// integration, payload 1.0) in front of the same net/http handler the
+// embedded server runs, with chunks in S3 and the ledger in DynamoDB.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
+	"github.com/flowgate/flowgate/shared/awsdeploy"
+)
+
+func main() {
+	h, err := newHandler(context.Background(), os.Getenv)
+	if err != nil {
+		slog.Error("upload function cannot start", "err", err)
+		os.Exit(1)
+	}
+	lambda.Start(h)
+}
+
+// newHandler builds the function's handler from its environment.
+func newHandler(ctx context.Context, getenv func(string) string) (func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), error) {
+	cfg, err := awsdeploy.Load(getenv)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	d, err := awsdeploy.New(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	// The adapter decodes base64 bodies (binary media types) and keeps the
+	// multipart boundary in Content-Type intact.
+	return httpadapter.New(d.Handler()).ProxyWithContext, nil
+}

@@ -1,0 +1,184 @@
+// Package awsdeploy builds flowgate's AWS deployment from FLOWGATE_*
+// environment variables: the S3 chunk store and assembler, the DynamoDB
+// ledger, the EventBridge publisher, and the upload service and HTTP handler
+// on top. The Lambda functions and `make dev` (the same code against MinIO
+// and dynalite) both start here, so they differ only in their environment.
+//
+// Settings, besides the common ones of package config:
+//
+//	FLOWGATE_BUCKET             bucket for chunks and finished files (required)
+//	FLOWGATE_TABLE              DynamoDB ledger table (required)
+//	FLOWGATE_STAGING_PREFIX     chunk objects' prefix (staging/)
+//	FLOWGATE_FINISHED_PREFIX    finished files' prefix (files/)
+//	FLOWGATE_EVENT_BUS          EventBridge bus for completion events; empty logs them instead
+//	FLOWGATE_EXPIRY             a receiving upload expires this long after its last chunk (24h)
+//	FLOWGATE_RECORD_TTL         finished records are kept this long (168h)
+//	FLOWGATE_ASSEMBLY_LEASE     an assembler's claim lasts this long (15m, the Lambda maximum)
+//	FLOWGATE_ASSEMBLY_CONCURRENCY  parts in flight per assembly (4)
+//
+// The AWS SDK reads its own settings (region, credentials, and endpoint
+// overrides such as AWS_ENDPOINT_URL_S3) from the environment as usual.
+package awsdeploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/flowgate/flowgate/shared/config"
+	"github.com/flowgate/flowgate/shared/dynamoledger"
+	"github.com/flowgate/flowgate/shared/httpapi"
+	"github.com/flowgate/flowgate/shared/publish"
+	"github.com/flowgate/flowgate/shared/s3store"
+	"github.com/flowgate/flowgate/shared/upload"
+)
+
+// LambdaMaxChunk is the default chunk limit behind API Gateway and Lambda:
+// a request body is at most 6,291,456 bytes once base64-encoded, which
+// leaves about 4.7 MB for the chunk, its multipart envelope and the event.
+const LambdaMaxChunk = 4_500_000
+
+// Config is the AWS deployment's configuration.
+type Config struct {
+	config.Common
+	Bucket, Table                 string
+	StagingPrefix, FinishedPrefix string
+	EventBus                      string
+	IdleTTL, RecordTTL, Lease     time.Duration
+	Concurrency                   int
+}
+
+// Load reads the configuration through getenv (os.Getenv, or a map in tests)
+// and reports every problem at once.
+func Load(getenv func(string) string) (Config, error) {
+	e := config.NewEnv(getenv)
+	c := Config{
+		// Lambda caps a request near 6 MB, base64 included: that sets the
+		// default chunk limit here.
+		Common:         e.Common(LambdaMaxChunk),
+		Bucket:         e.String("FLOWGATE_BUCKET", ""),
+		Table:          e.String("FLOWGATE_TABLE", ""),
+		StagingPrefix:  e.String("FLOWGATE_STAGING_PREFIX", s3store.DefaultStagingPrefix),
+		FinishedPrefix: e.String("FLOWGATE_FINISHED_PREFIX", s3store.DefaultFinishedPrefix),
+		EventBus:       e.String("FLOWGATE_EVENT_BUS", ""),
+		IdleTTL:        e.Duration("FLOWGATE_EXPIRY", dynamoledger.DefaultIdleTTL),
+		RecordTTL:      e.Duration("FLOWGATE_RECORD_TTL", dynamoledger.DefaultDoneTTL),
+		Lease:          e.Duration("FLOWGATE_ASSEMBLY_LEASE", 15*time.Minute),
+		Concurrency:    e.Int("FLOWGATE_ASSEMBLY_CONCURRENCY", s3store.DefaultConcurrency),
+	}
+	if c.IdleTTL <= 0 || c.RecordTTL <= 0 || c.Lease <= 0 {
+		e.Fail("FLOWGATE_EXPIRY, FLOWGATE_RECORD_TTL and FLOWGATE_ASSEMBLY_LEASE must be positive")
+	}
+	if c.Concurrency < 1 || c.Concurrency > 64 {
+		e.Fail("FLOWGATE_ASSEMBLY_CONCURRENCY must be from 1 to 64")
+	}
+	if c.Bucket == "" {
+		e.Fail("FLOWGATE_BUCKET is required")
+	}
+	if c.Table == "" {
+		e.Fail("FLOWGATE_TABLE is required")
+	}
+	for name, p := range map[string]string{"FLOWGATE_STAGING_PREFIX": c.StagingPrefix, "FLOWGATE_FINISHED_PREFIX": c.FinishedPrefix} {
+		if !strings.HasSuffix(p, "/") || strings.HasPrefix(p, "/") {
+			e.Fail("%s: %q must end with / and not start with one", name, p)
+		}
+	}
+	if strings.HasPrefix(c.FinishedPrefix, c.StagingPrefix) || strings.HasPrefix(c.StagingPrefix, c.FinishedPrefix) {
+		e.Fail("FLOWGATE_STAGING_PREFIX and FLOWGATE_FINISHED_PREFIX must not overlap: the staging lifecycle rule would expire finished files")
+	}
+	return c, e.Err()
+}
+
+// Deployment is every part, built and wired.
+type Deployment struct {
+	Config    Config
+	Log       *slog.Logger
+	Store     *s3store.Store
+	Ledger    *dynamoledger.Ledger
+	Publisher upload.Publisher
+	Service   *upload.Service
+	// The SDK clients underneath, for setup and checks.
+	S3       *s3.Client
+	DynamoDB *dynamodb.Client
+}
+
+// New builds the deployment with the SDK's default configuration chain.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Deployment, error) {
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("awsdeploy: AWS configuration: %w", err)
+	}
+	return NewWithAWS(cfg, awsCfg, log), nil
+}
+
+// NewWithAWS builds the deployment from a loaded SDK configuration.
+func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
+	s3c, db := s3store.NewClient(awsCfg), dynamodb.NewFromConfig(awsCfg)
+	store := &s3store.Store{
+		Client: s3c, Bucket: cfg.Bucket,
+		StagingPrefix: cfg.StagingPrefix, FinishedPrefix: cfg.FinishedPrefix,
+		Concurrency: cfg.Concurrency,
+	}
+	ledger := &dynamoledger.Ledger{
+		Client: db, Table: cfg.Table,
+		IdleTTL: cfg.IdleTTL, DoneTTL: cfg.RecordTTL,
+	}
+	var pub upload.Publisher = publish.Log{Logger: log}
+	if cfg.EventBus != "" {
+		pub = publish.EventBridge{Client: eventbridge.NewFromConfig(awsCfg), Bus: cfg.EventBus}
+	}
+	return &Deployment{
+		Config: cfg, Log: log, Store: store, Ledger: ledger, Publisher: pub,
+		// OnReady stays nil: on AWS the DynamoDB stream starts the
+		// assembler. `make dev` sets it to queue the upload in-process.
+		Service: &upload.Service{Store: store, Ledger: ledger},
+		S3:      s3c, DynamoDB: db,
+	}
+}
+
+// Handler is the HTTP API, exactly as the embedded server serves it.
+func (d *Deployment) Handler() http.Handler {
+	api := &httpapi.Handler{
+		Service:   d.Service,
+		Limits:    d.Config.Limits,
+		CORS:      httpapi.CORS{AllowedOrigins: d.Config.AllowedOrigins},
+		Namespace: httpapi.HeaderNamespace(d.Config.NamespaceHeader),
+		Log:       d.Log,
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/upload", api)
+	mux.Handle("/upload/status", api)
+	return mux
+}
+
+// Pipeline is the assembly pipeline for one owner.
+func (d *Deployment) Pipeline(owner string) *upload.Pipeline {
+	return &upload.Pipeline{
+		Ledger: d.Ledger, Assembler: d.Store, Publisher: d.Publisher,
+		Owner: owner, Lease: d.Config.Lease, Log: d.Log,
+	}
+}
+
+// CreateResources makes the bucket and the table if they do not exist, for
+// `make dev` and tests against MinIO and dynalite; on AWS the SAM template
+// owns them.
+func (d *Deployment) CreateResources(ctx context.Context) error {
+	_, err := d.S3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(d.Config.Bucket)})
+	var owned *s3types.BucketAlreadyOwnedByYou
+	var exists *s3types.BucketAlreadyExists
+	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
+		return fmt.Errorf("awsdeploy: create bucket %s: %w", d.Config.Bucket, err)
+	}
+	return dynamoledger.CreateTable(ctx, d.DynamoDB, d.Config.Table)
+}

@@ -1,0 +1,317 @@
+package dynamoledger_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/flowgate/flowgate/shared/dynamoledger"
+	"github.com/flowgate/flowgate/shared/localaws/awstest"
+	"github.com/flowgate/flowgate/shared/localaws/faults"
+	"github.com/flowgate/flowgate/shared/s3store"
+	"github.com/flowgate/flowgate/shared/upload"
+)
+
+// The counting fault-injection test. For every step the upload and assembly
+// paths take against S3 and DynamoDB, it runs a whole upload twice: once
+// with that step failing (the call never reaches the server) and once
+// crashing right after it (the call succeeds, the request dies and the
+// client retries). It fails or crashes the step on several of its
+// occurrences, on top of crashes after two decrements in every run (so that
+// the over-count repair path is always exercised), while the client sends
+// a duplicate mid-upload, the last two chunks and a duplicate of the last
+// concurrently, and a late duplicate after the end.
+//
+// Whatever happens, the upload must end complete, with the right bytes
+// (sha256), assembled exactly once (one CompleteMultipartUpload that
+// succeeded, one transition to ready), published, and with no chunk object
+// or multipart upload left.
+func TestCountingSurvivesFaultsAtEveryStep(t *testing.T) {
+	db, s3c := awstest.DynamoDB(t), awstest.S3(t)
+	h := &harness{table: awstest.Table(t, db), bucket: awstest.Bucket(t, s3c), db: db, s3: s3c}
+
+	// A clean run (with the baseline crash) names every step there is.
+	clean := h.run(t, "clean", "", faults.Pass)
+	var steps []string
+	for step := range clean.AllCalls() {
+		steps = append(steps, step)
+	}
+	sort.Strings(steps)
+	for _, must := range []string{
+		"s3.PutObject", "ddb.BatchGetItem:lookup", "ddb.PutItem:ID", "ddb.PutItem:META", "ddb.PutItem:CHUNK",
+		"ddb.UpdateItem:decrement", "ddb.Query:verify", "ddb.UpdateItem:ready", "ddb.UpdateItem:repair",
+		"ddb.UpdateItem:counted", "ddb.UpdateItem:claim", "s3.CreateMultipartUpload", "s3.UploadPart",
+		"s3.CompleteMultipartUpload", "s3.DeleteObjects", "ddb.UpdateItem:complete", "ddb.UpdateItem:published",
+	} {
+		if !slices.Contains(steps, must) {
+			t.Fatalf("the clean run never took step %s; steps seen: %v", must, steps)
+		}
+	}
+	t.Logf("steps under test: %v", steps)
+
+	for _, step := range steps {
+		for _, mode := range []faults.Mode{faults.Fail, faults.Crash} {
+			t.Run(step+"/"+mode.String(), func(t *testing.T) {
+				in := h.run(t, step+"-"+mode.String(), step, mode)
+				if in.Calls(step) > 0 && in.Injected() < 2 {
+					t.Errorf("only %d faults injected", in.Injected())
+				}
+			})
+		}
+	}
+}
+
+type harness struct {
+	table, bucket string
+	db            dynamoledger.API
+	s3            *s3.Client
+}
+
+// chunkSize and the file's size: 7 chunks, the last one carrying the
+// remainder (flow.js's default forceChunkSize: false).
+const (
+	ftChunk = 64 << 10
+	ftSize  = 7*ftChunk + 1000
+)
+
+func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faults.Injector {
+	ctx := context.Background()
+	in := &faults.Injector{Rule: func(step string, nth int) faults.Mode {
+		if step == target && (nth == 1 || nth == 2 || nth == 4) {
+			return mode
+		}
+		if step == "ddb.UpdateItem:decrement" && (nth == 3 || nth == 5) {
+			// Baseline: two over-decrements, so that remaining reaches zero
+			// after chunk 5 of 7 and the repair path always runs.
+			return faults.Crash
+		}
+		return faults.Pass
+	}}
+	clock := &awstest.Clock{}
+	ledger := &dynamoledger.Ledger{Client: faults.DynamoDB{API: h.db, In: in}, Table: h.table, Now: clock.Now}
+	store := &s3store.Store{Client: faults.S3{API: h.s3, In: in}, Bucket: h.bucket}
+	var readies atomic.Int32
+	svc := &upload.Service{Store: store, Ledger: ledger, OnReady: func(string) { readies.Add(1) }}
+	events := &recorder{}
+
+	data := make([]byte, ftSize)
+	for i := range data {
+		data[i] = byte(rand.Uint32())
+	}
+	ident := fmt.Sprintf("%d-%s", ftSize, name)
+	info := upload.Info{
+		Key:        upload.UploadKey("", ident, ftSize, ftChunk, 7),
+		Identifier: ident, FileName: "report " + name + ".pdf",
+		TotalSize: ftSize, ChunkSize: ftChunk, TotalChunks: 7,
+	}
+
+	// The client, as flow.js behaves: test, then send; retry on failure.
+	send := func(n int) {
+		off, size := info.ChunkBounds(n)
+		for try := 0; ; try++ {
+			if try == 15 {
+				t.Errorf("chunk %d: still failing after %d tries", n, try)
+				return
+			}
+			present, err := svc.Test(faults.Request(ctx), info, n)
+			if err == nil && present {
+				return
+			}
+			if err == nil {
+				_, err = svc.Put(faults.Request(ctx), info, n, upload.Body{Reader: strings.NewReader(string(data[off : off+size]))})
+				if err == nil {
+					return
+				}
+			}
+			var ie *upload.InputError
+			if errors.As(err, &ie) {
+				t.Errorf("chunk %d: refused as bad input: %v", n, err)
+				return
+			}
+		}
+	}
+	for n := 1; n <= 5; n++ {
+		send(n)
+		if n == 3 {
+			send(3) // a duplicate, as after a lost response
+		}
+	}
+	var wg sync.WaitGroup
+	for _, n := range []int{6, 7, 7} { // the last chunks race, one twice
+		wg.Go(func() { send(n) })
+	}
+	wg.Wait()
+	send(2) // a late duplicate after the upload is ready
+	if readies.Load() > 1 {
+		t.Errorf("ready reported %d times", readies.Load())
+	}
+
+	// The assembler, as the stream drives it: whatever is pending runs
+	// through the pipeline; a crashed run's lease expires before the next.
+	const lease = time.Minute
+	for round := 0; ; round++ {
+		if round == 10 {
+			t.Fatalf("upload not finished after %d assembler rounds", round)
+		}
+		pending, err := ledger.Pending(ctx)
+		if err != nil {
+			continue
+		}
+		if len(pending) == 0 {
+			break
+		}
+		for _, rec := range pending {
+			p := &upload.Pipeline{
+				Ledger: ledger, Assembler: store, Publisher: events,
+				Owner: fmt.Sprintf("assembler-%d", round), Lease: lease, Now: clock.Now,
+				Log: slog.New(slog.DiscardHandler),
+			}
+			p.Run(faults.Request(ctx), rec.Key)
+		}
+		clock.Advance(lease + time.Second)
+	}
+	// A duplicate stream record, long after (and with faults over): nothing
+	// happens.
+	in.Rule = nil
+	dup := &upload.Pipeline{Ledger: ledger, Assembler: store, Publisher: events, Owner: "late", Lease: lease,
+		Now: clock.Now, Log: slog.New(slog.DiscardHandler)}
+	if err := dup.Run(ctx, info.Key); err != nil {
+		t.Errorf("duplicate trigger: %v", err)
+	}
+
+	rec, err := ledger.Get(ctx, info.Key)
+	if err != nil || rec.State != upload.StateComplete || !rec.Published || rec.Result == nil {
+		t.Fatalf("record = %+v, %v; want complete and published", rec, err)
+	}
+	out, err := h.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(h.bucket), Key: aws.String(rec.Result.Object)})
+	if err != nil {
+		t.Fatalf("finished object: %v", err)
+	}
+	got := sha256.New()
+	io.Copy(got, out.Body)
+	out.Body.Close()
+	want := sha256.Sum256(data)
+	if hex.EncodeToString(got.Sum(nil)) != hex.EncodeToString(want[:]) {
+		t.Fatal("the finished object's sha256 differs from the file's")
+	}
+	if n := in.Succeeded("s3.CompleteMultipartUpload"); n != 1 {
+		t.Errorf("multipart upload completed %d times, want exactly once", n)
+	}
+	if n := in.Succeeded("ddb.UpdateItem:ready"); n != 1 {
+		t.Errorf("upload became ready %d times, want exactly once", n)
+	}
+	if target != "ddb.UpdateItem:ready" && readies.Load() != 1 {
+		t.Errorf("ready reported to %d callers, want 1", readies.Load())
+	}
+	if left := awstest.Keys(t, h.s3, h.bucket, "staging/"+info.Key); len(left) != 0 {
+		t.Errorf("chunk objects left: %v", left)
+	}
+	if ups := awstest.Uploads(t, h.s3, h.bucket, "files/"+info.Key); len(ups) != 0 {
+		t.Errorf("%d multipart uploads left", len(ups))
+	}
+	evs := events.of(info.Key)
+	if len(evs) == 0 {
+		t.Fatal("no completion event")
+	}
+	if ev := evs[0]; ev.Size != ftSize || ev.Chunks != 7 || ev.Object != rec.Result.Object || ev.Bucket != h.bucket {
+		t.Errorf("event = %+v", ev)
+	}
+	return in
+}
+
+// recorder is a Publisher that keeps what it is given.
+type recorder struct {
+	mu  sync.Mutex
+	evs []upload.Event
+}
+
+func (r *recorder) Publish(_ context.Context, ev upload.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, ev)
+	return nil
+}
+
+func (r *recorder) of(key string) []upload.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []upload.Event
+	for _, ev := range r.evs {
+		if ev.UploadKey == key {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// The work per chunk is constant: uploads of 40 and of 160 chunks make the
+// same DynamoDB and S3 calls per chunk, plus a fixed amount per upload. This
+// also measures the numbers the design quotes.
+func TestRequestsPerChunkAreConstant(t *testing.T) {
+	db, s3c := awstest.DynamoDB(t), awstest.S3(t)
+	table, bucket := awstest.Table(t, db), awstest.Bucket(t, s3c)
+	perChunk := map[int]map[string]float64{}
+	for _, chunks := range []int{40, 160} {
+		in := &faults.Injector{}
+		ledger := &dynamoledger.Ledger{Client: faults.DynamoDB{API: db, In: in}, Table: table}
+		store := &s3store.Store{Client: faults.S3{API: s3c, In: in}, Bucket: bucket}
+		svc := &upload.Service{Store: store, Ledger: ledger}
+		const chunk = 1024
+		size := int64(chunks * chunk)
+		ident := fmt.Sprintf("%d-perchunk", size)
+		info := upload.Info{Key: upload.UploadKey("", ident, size, chunk, chunks), Identifier: ident,
+			FileName: "p.bin", TotalSize: size, ChunkSize: chunk, TotalChunks: chunks}
+		ctx := context.Background()
+		body := strings.Repeat("x", chunk)
+		for n := 1; n <= chunks; n++ { // as flow.js does: test, then send
+			if present, err := svc.Test(ctx, info, n); err != nil || present {
+				t.Fatalf("test chunk %d: %v %v", n, present, err)
+			}
+			if _, err := svc.Put(ctx, info, n, upload.Body{Reader: strings.NewReader(body)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		upCalls := in.AllCalls()
+		in.Reset()
+		p := &upload.Pipeline{Ledger: ledger, Assembler: store, Owner: "a", Lease: time.Minute, Log: slog.New(slog.DiscardHandler)}
+		if err := p.Run(ctx, info.Key); err != nil {
+			t.Fatal(err)
+		}
+		asmCalls := in.AllCalls()
+		t.Logf("%d chunks: upload calls %v", chunks, upCalls)
+		t.Logf("%d chunks: assembly calls %v", chunks, asmCalls)
+		perChunk[chunks] = map[string]float64{}
+		for step, n := range upCalls {
+			perChunk[chunks][step] = float64(n) / float64(chunks)
+		}
+		// Exactly these per chunk, whatever the count.
+		for step, want := range map[string]int{
+			"ddb.BatchGetItem:lookup":  2 * chunks, // the test GET and the POST's own check
+			"ddb.PutItem:CHUNK":        chunks,
+			"ddb.UpdateItem:decrement": chunks,
+			"ddb.UpdateItem:counted":   chunks - 1, // the last chunk's is moot once ready
+			"s3.PutObject":             chunks,
+			"ddb.Query:verify":         1,
+			"ddb.UpdateItem:ready":     1,
+		} {
+			if upCalls[step] != want {
+				t.Errorf("%d chunks: %s = %d, want %d", chunks, step, upCalls[step], want)
+			}
+		}
+	}
+}

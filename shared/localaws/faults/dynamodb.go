@@ -1,0 +1,94 @@
+package faults
+
+import (
+	"context"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/flowgate/flowgate/shared/dynamoledger"
+)
+
+// DynamoDB wraps a dynamoledger.API. Steps name the ledger's protocol step
+// the call belongs to (see dynamoledger's package doc):
+//
+//	ddb.BatchGetItem:lookup   ddb.GetItem:META  ddb.GetItem:ID
+//	ddb.PutItem:ID  ddb.PutItem:META  ddb.PutItem:CHUNK
+//	ddb.UpdateItem:decrement  ddb.Query:verify  ddb.UpdateItem:ready
+//	ddb.UpdateItem:repair  ddb.UpdateItem:counted
+//	ddb.UpdateItem:claim  ddb.UpdateItem:complete  ddb.UpdateItem:fail
+//	ddb.UpdateItem:published  ddb.Scan  ddb.DeleteItem
+type DynamoDB struct {
+	dynamoledger.API
+	In *Injector
+}
+
+type ddbopt = func(*dynamodb.Options)
+
+// itemKind tells a META, CHUNK or ID item from its key attributes.
+func itemKind(m map[string]types.AttributeValue) string {
+	sk, _ := m["sk"].(*types.AttributeValueMemberS)
+	switch {
+	case sk == nil:
+		return "?"
+	case sk.Value == "META":
+		return "META"
+	case sk.Value == "ID":
+		return "ID"
+	case strings.HasPrefix(sk.Value, "C#"):
+		return "CHUNK"
+	}
+	return "?"
+}
+
+// updateStep recognizes the ledger's updates by their expressions.
+func updateStep(expr string) string {
+	for _, s := range []struct{ frag, step string }{
+		{"#remaining - :one", "decrement"},
+		{"#status = :ready", "ready"},
+		{"#remaining = :left", "repair"},
+		{"#counted = :true", "counted"},
+		{"#status = :assembling", "claim"},
+		{"#status = :complete", "complete"},
+		{"#status = :failed", "fail"},
+		{"#published = :true", "published"},
+	} {
+		if strings.Contains(expr, s.frag) {
+			return s.step
+		}
+	}
+	return "?"
+}
+
+func (c DynamoDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, o ...ddbopt) (*dynamodb.GetItemOutput, error) {
+	return call(c.In, ctx, "ddb.GetItem:"+itemKind(in.Key), func() (*dynamodb.GetItemOutput, error) { return c.API.GetItem(ctx, in, o...) })
+}
+
+func (c DynamoDB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, o ...ddbopt) (*dynamodb.BatchGetItemOutput, error) {
+	return call(c.In, ctx, "ddb.BatchGetItem:lookup", func() (*dynamodb.BatchGetItemOutput, error) { return c.API.BatchGetItem(ctx, in, o...) })
+}
+
+func (c DynamoDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...ddbopt) (*dynamodb.PutItemOutput, error) {
+	return call(c.In, ctx, "ddb.PutItem:"+itemKind(in.Item), func() (*dynamodb.PutItemOutput, error) { return c.API.PutItem(ctx, in, o...) })
+}
+
+func (c DynamoDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...ddbopt) (*dynamodb.UpdateItemOutput, error) {
+	expr := ""
+	if in.UpdateExpression != nil {
+		expr = *in.UpdateExpression
+	}
+	return call(c.In, ctx, "ddb.UpdateItem:"+updateStep(expr), func() (*dynamodb.UpdateItemOutput, error) { return c.API.UpdateItem(ctx, in, o...) })
+}
+
+func (c DynamoDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...ddbopt) (*dynamodb.DeleteItemOutput, error) {
+	return call(c.In, ctx, "ddb.DeleteItem", func() (*dynamodb.DeleteItemOutput, error) { return c.API.DeleteItem(ctx, in, o...) })
+}
+
+func (c DynamoDB) Query(ctx context.Context, in *dynamodb.QueryInput, o ...ddbopt) (*dynamodb.QueryOutput, error) {
+	return call(c.In, ctx, "ddb.Query:verify", func() (*dynamodb.QueryOutput, error) { return c.API.Query(ctx, in, o...) })
+}
+
+func (c DynamoDB) Scan(ctx context.Context, in *dynamodb.ScanInput, o ...ddbopt) (*dynamodb.ScanOutput, error) {
+	return call(c.In, ctx, "ddb.Scan", func() (*dynamodb.ScanOutput, error) { return c.API.Scan(ctx, in, o...) })
+}

@@ -1,0 +1,469 @@
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/flowgate/flowgate/shared/upload"
+)
+
+// S3's multipart limits.
+const (
+	minPartSize = 5 << 20 // every part but the last
+	maxPartSize = 5 << 30 // any part; also the most CopyObject copies at once
+	maxParts    = 10_000  // parts per upload
+	maxObject   = 5 << 40 // the largest object
+	partRetries = 3       // attempts per part before the assembly fails
+)
+
+// part is one part of the finished object: either a server-side copy of (a
+// range of) one chunk, or a stream of whole chunks read back and sent on.
+type part struct {
+	num  int32
+	size int64
+	// copy
+	copyKey          string
+	copyFrom, copyTo int64 // byte range within copyKey, inclusive start, exclusive end
+	ranged           bool
+	// stream
+	chunks []int
+}
+
+// Assemble builds the finished object from the upload's chunks (see the
+// package doc for names), checks its size, deletes the chunks and returns
+// where it landed. It is idempotent: after a crash at any point a new call
+// finds the finished object, or resumes the multipart upload the crashed one
+// left, and ends with the same Result.
+//
+// Chunks of at least 5 MiB are copied server-side (UploadPartCopy); smaller
+// ones are read back and streamed into parts of PartSize or more. Up to
+// Concurrency parts are in flight, each streamed without buffering, so
+// memory stays flat whatever the file's size.
+func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result, error) {
+	final := s.FinalKey(rec)
+	if rec.TotalSize > maxObject {
+		return upload.Result{}, &upload.PermanentError{Reason: fmt.Sprintf("%d bytes is over S3's 5 TiB object limit", rec.TotalSize)}
+	}
+
+	// Done before? CompleteMultipartUpload and CopyObject are atomic, so an
+	// object at the final key with the right size is this upload's file.
+	if res, ok, err := s.finalResult(ctx, rec, final); err != nil {
+		return upload.Result{}, err
+	} else if ok {
+		return res, s.Discard(ctx, rec.Key)
+	}
+
+	objs, err := s.listStaged(ctx, rec.Key)
+	if err != nil {
+		return upload.Result{}, err
+	}
+	if err := checkChunks(rec, s.staging(), objs); err != nil {
+		return upload.Result{}, err
+	}
+
+	if rec.TotalChunks == 1 && rec.TotalSize <= maxPartSize {
+		// One chunk (a small file, or an empty one): a server-side copy.
+		_, err := s.Client.CopyObject(ctx, &s3.CopyObjectInput{
+			Bucket:      aws.String(s.Bucket),
+			Key:         aws.String(final),
+			CopySource:  aws.String(copySource(s.Bucket, s.ChunkKey(rec.Key, 1))),
+			ContentType: aws.String("application/octet-stream"),
+		})
+		if err != nil {
+			return upload.Result{}, fmt.Errorf("s3store: copy single chunk: %w", err)
+		}
+	} else {
+		parts, err := s.plan(rec)
+		if err != nil {
+			return upload.Result{}, err
+		}
+		if err := s.multipart(ctx, rec, final, parts); err != nil {
+			return upload.Result{}, err
+		}
+	}
+
+	res, ok, err := s.finalResult(ctx, rec, final)
+	if err != nil {
+		return upload.Result{}, err
+	}
+	if !ok {
+		return upload.Result{}, &upload.PermanentError{Reason: "the assembled object does not have the declared size"}
+	}
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = aws.ToString(o.Key)
+	}
+	if err := s.deleteKeys(ctx, keys); err != nil {
+		return upload.Result{}, err
+	}
+	return res, nil
+}
+
+// finalResult reports whether the finished object exists with the declared
+// size, and its Result if so.
+func (s *Store) finalResult(ctx context.Context, rec upload.Record, final string) (upload.Result, bool, error) {
+	head, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(final)})
+	if isNotFound(err) {
+		return upload.Result{}, false, nil
+	}
+	if err != nil {
+		return upload.Result{}, false, fmt.Errorf("s3store: head finished object: %w", err)
+	}
+	if aws.ToInt64(head.ContentLength) != rec.TotalSize {
+		// Not ours to trust (a partial write cannot exist); rebuild over it.
+		return upload.Result{}, false, nil
+	}
+	return upload.Result{
+		Location: "s3://" + s.Bucket + "/" + final,
+		Bucket:   s.Bucket,
+		Object:   final,
+		Size:     rec.TotalSize,
+		ETag:     strings.Trim(aws.ToString(head.ETag), `"`),
+	}, true, nil
+}
+
+// checkChunks makes sure every chunk is staged with its size. A missing or
+// misfit chunk cannot appear by retrying (the ledger counted only durable
+// chunks, so it was lost to expiry or tampering): the failure is permanent.
+func checkChunks(rec upload.Record, staging string, objs []types.Object) error {
+	sizes := make(map[string]int64, len(objs))
+	for _, o := range objs {
+		sizes[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
+	}
+	prefix := staging + rec.Key + "/"
+	for n := 1; n <= rec.TotalChunks; n++ {
+		_, want := rec.ChunkBounds(n)
+		got, ok := sizes[fmt.Sprintf("%s%08d", prefix, n)]
+		if !ok {
+			return &upload.PermanentError{Reason: fmt.Sprintf("chunk %d of %d is not stored", n, rec.TotalChunks)}
+		}
+		if got != want {
+			return &upload.PermanentError{Reason: fmt.Sprintf("chunk %d is %d bytes, expected %d", n, got, want)}
+		}
+	}
+	return nil
+}
+
+// plan cuts the file into parts. When chunks are at least 5 MiB and few
+// enough, each becomes a copied part (split in ranges if over 5 GiB).
+// Otherwise consecutive whole chunks are grouped into streamed parts of at
+// least PartSize, and of more when needed to stay within 10,000 parts: a 5 TiB
+// file of 1 MiB chunks gets parts of 525 MiB.
+func (s *Store) plan(rec upload.Record) ([]part, error) {
+	var parts []part
+	add := func(p part) {
+		p.num = int32(len(parts) + 1)
+		parts = append(parts, p)
+	}
+	if rec.ChunkSize >= minPartSize {
+		for n := 1; n <= rec.TotalChunks; n++ {
+			_, size := rec.ChunkBounds(n)
+			key := s.ChunkKey(rec.Key, n)
+			if size <= maxPartSize {
+				// A whole-object copy; the last chunk may be under 5 MiB,
+				// which S3 allows for the last part.
+				add(part{size: size, copyKey: key, copyTo: size})
+				continue
+			}
+			k := (size + maxPartSize - 1) / maxPartSize
+			for i := range k {
+				from, to := size*i/k, size*(i+1)/k
+				add(part{size: to - from, copyKey: key, copyFrom: from, copyTo: to, ranged: true})
+			}
+		}
+		if len(parts) <= maxParts {
+			return parts, nil
+		}
+		parts = nil
+	}
+
+	target := s.PartSize
+	if target == 0 {
+		target = DefaultPartSize
+	}
+	target = max(target, minPartSize)
+	per := max(
+		int((target+rec.ChunkSize-1)/rec.ChunkSize),
+		(rec.TotalChunks+maxParts-1)/maxParts,
+	)
+	for first := 1; first <= rec.TotalChunks; first += per {
+		last := min(first+per-1, rec.TotalChunks)
+		p := part{}
+		for n := first; n <= last; n++ {
+			_, size := rec.ChunkBounds(n)
+			p.size += size
+			p.chunks = append(p.chunks, n)
+		}
+		if p.size > maxPartSize {
+			return nil, &upload.PermanentError{Reason: "file too large for S3 multipart limits"}
+		}
+		add(p)
+	}
+	return parts, nil
+}
+
+// multipart runs (or resumes) the multipart upload of parts into final.
+func (s *Store) multipart(ctx context.Context, rec upload.Record, final string, parts []part) (err error) {
+	id, done, err := s.resume(ctx, final, parts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			// A failure we saw (not a crash): leave nothing behind. Use a
+			// fresh context so a cancelled one cannot skip the cleanup.
+			s.Client.AbortMultipartUpload(context.WithoutCancel(ctx), &s3.AbortMultipartUploadInput{
+				Bucket: aws.String(s.Bucket), Key: aws.String(final), UploadId: aws.String(id),
+			})
+		}
+	}()
+
+	todo := make(chan part)
+	var mu sync.Mutex
+	var errs []error
+	workers := s.Concurrency
+	if workers <= 0 {
+		workers = DefaultConcurrency
+	}
+	// Cancelled when one part fails for good, so the others stop early;
+	// the caller's ctx stays as it was, for the abort above.
+	work, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for p := range todo {
+				etag, err := s.sendPart(work, rec, final, id, p)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("part %d: %w", p.num, err))
+					cancel()
+				} else {
+					done[p.num] = etag
+				}
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for _, p := range parts {
+		mu.Lock()
+		_, ok := done[p.num]
+		mu.Unlock()
+		if ok {
+			continue
+		}
+		select {
+		case todo <- p:
+		case <-work.Done():
+			break feed
+		}
+	}
+	close(todo)
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("s3store: assemble: %w", errors.Join(errs...))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	completed := make([]types.CompletedPart, len(parts))
+	for i, p := range parts {
+		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: aws.String(done[p.num])}
+	}
+	_, err = s.Client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(s.Bucket), Key: aws.String(final), UploadId: aws.String(id),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+	})
+	if err != nil {
+		return fmt.Errorf("s3store: complete multipart upload: %w", err)
+	}
+	return nil
+}
+
+// resume finds a multipart upload an interrupted assembly left for final and
+// the parts it finished (those whose size matches the plan, which is the same
+// for the same record), or starts a new one. Other leftovers are aborted.
+//
+// The upload is created without a checksum algorithm: parts copied
+// server-side carry none on every S3 implementation, while streamed parts
+// are still checked on the way in by their CRC32 trailer.
+func (s *Store) resume(ctx context.Context, final string, parts []part) (string, map[int32]string, error) {
+	ups, err := s.listUploads(ctx, final)
+	if err != nil {
+		return "", nil, err
+	}
+	ups = slices.DeleteFunc(ups, func(u types.MultipartUpload) bool { return aws.ToString(u.Key) != final })
+	sort.Slice(ups, func(i, j int) bool { return aws.ToTime(ups[i].Initiated).After(aws.ToTime(ups[j].Initiated)) })
+
+	done := map[int32]string{}
+	if len(ups) > 0 {
+		id := aws.ToString(ups[0].UploadId)
+		sizes := map[int32]int64{}
+		for _, p := range parts {
+			sizes[p.num] = p.size
+		}
+		in := &s3.ListPartsInput{Bucket: aws.String(s.Bucket), Key: aws.String(final), UploadId: aws.String(id)}
+		for range maxParts { // one page at least per 1,000 parts; bounded
+			page, err := s.Client.ListParts(ctx, in)
+			if err != nil {
+				if isNotFound(err) { // aborted or completed meanwhile
+					break
+				}
+				return "", nil, fmt.Errorf("s3store: list parts: %w", err)
+			}
+			for _, p := range page.Parts {
+				if n := aws.ToInt32(p.PartNumber); sizes[n] == aws.ToInt64(p.Size) && sizes[n] > 0 {
+					done[n] = aws.ToString(p.ETag)
+				}
+			}
+			if !aws.ToBool(page.IsTruncated) {
+				return id, done, s.abort(ctx, ups[1:])
+			}
+			in.PartNumberMarker = page.NextPartNumberMarker
+		}
+		done = map[int32]string{}
+	}
+
+	if err := s.abort(ctx, ups); err != nil {
+		return "", nil, err
+	}
+	out, err := s.Client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:      aws.String(s.Bucket),
+		Key:         aws.String(final),
+		ContentType: aws.String("application/octet-stream"),
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("s3store: create multipart upload: %w", err)
+	}
+	return aws.ToString(out.UploadId), done, nil
+}
+
+// sendPart uploads one part, retrying a few times: a streamed body cannot be
+// rewound by the SDK, so retries happen here, re-reading the chunks.
+func (s *Store) sendPart(ctx context.Context, rec upload.Record, final, id string, p part) (string, error) {
+	var err error
+	for range partRetries {
+		var etag string
+		etag, err = s.sendPartOnce(ctx, rec, final, id, p)
+		if err == nil {
+			return etag, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+	}
+	return "", err
+}
+
+func (s *Store) sendPartOnce(ctx context.Context, rec upload.Record, final, id string, p part) (string, error) {
+	if p.copyKey != "" {
+		in := &s3.UploadPartCopyInput{
+			Bucket: aws.String(s.Bucket), Key: aws.String(final), UploadId: aws.String(id),
+			PartNumber: aws.Int32(p.num), CopySource: aws.String(copySource(s.Bucket, p.copyKey)),
+		}
+		if p.ranged {
+			in.CopySourceRange = aws.String(fmt.Sprintf("bytes=%d-%d", p.copyFrom, p.copyTo-1))
+		}
+		out, err := s.Client.UploadPartCopy(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		return aws.ToString(out.CopyPartResult.ETag), nil
+	}
+
+	body := &chunkStream{ctx: ctx, s: s, rec: rec, chunks: p.chunks}
+	defer body.Close()
+	out, err := s.Client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: aws.String(s.Bucket), Key: aws.String(final), UploadId: aws.String(id),
+		PartNumber: aws.Int32(p.num), ContentLength: aws.Int64(p.size),
+		Body: body, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+	})
+	if body.err != nil {
+		return "", body.err
+	}
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// chunkStream reads whole chunks one after another, opening each only when
+// the previous one is used up, and checks each yields exactly its size.
+type chunkStream struct {
+	ctx    context.Context
+	s      *Store
+	rec    upload.Record
+	chunks []int
+	cur    io.ReadCloser
+	left   int64
+	err    error
+}
+
+func (c *chunkStream) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	for c.cur == nil {
+		if len(c.chunks) == 0 {
+			return 0, io.EOF
+		}
+		n := c.chunks[0]
+		c.chunks = c.chunks[1:]
+		_, size := c.rec.ChunkBounds(n)
+		if size == 0 {
+			continue
+		}
+		out, err := c.s.Client.GetObject(c.ctx, &s3.GetObjectInput{
+			Bucket: aws.String(c.s.Bucket), Key: aws.String(c.s.ChunkKey(c.rec.Key, n)),
+		})
+		if err != nil {
+			c.err = fmt.Errorf("read chunk %d: %w", n, err)
+			return 0, c.err
+		}
+		c.cur, c.left = out.Body, size
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.cur.Read(p)
+	c.left -= int64(n)
+	if c.left == 0 {
+		c.cur.Close()
+		c.cur = nil
+		return n, nil
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		c.err = fmt.Errorf("read chunk: %w", err)
+		return n, c.err
+	}
+	return n, nil
+}
+
+func (c *chunkStream) Close() error {
+	if c.cur != nil {
+		c.cur.Close()
+		c.cur = nil
+	}
+	return nil
+}
+
+// copySource is the x-amz-copy-source value: bucket/key, URL-escaped.
+func copySource(bucket, key string) string {
+	return url.PathEscape(bucket) + "/" + strings.ReplaceAll(url.PathEscape(key), "%2F", "/")
+}

@@ -1,0 +1,354 @@
+// Package s3store keeps chunks in S3 and assembles them into the finished
+// object with one multipart upload. It implements upload.ChunkStore,
+// upload.StagedLister and upload.Assembler against any S3 API (AWS, MinIO).
+//
+// Layout in the bucket:
+//
+//	<staging prefix><upload key>/<chunk number, 8 digits>   one object per chunk
+//	<finished prefix><upload key>-<generation>/<safe name>   the finished file
+//
+// Both names derive only from the upload key (a hash), the record's random
+// generation and the sanitized file name, never from client strings
+// directly. A lifecycle rule on the staging prefix (expire objects, abort
+// incomplete multipart uploads) is the backstop for anything a crash leaves.
+//
+// Chunks and streamed parts go out as they arrive, never buffered: the SDK
+// sends such a body with a CRC32 trailer (aws-chunked), which it only does
+// over HTTPS. The endpoint must therefore be HTTPS, as AWS is; the local
+// MinIO that localaws starts serves TLS for this reason.
+package s3store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/flowgate/flowgate/shared/upload"
+)
+
+// API is the part of the S3 client the store uses; *s3.Client implements it.
+// Tests wrap a real client to fail or abandon chosen calls.
+type API interface {
+	PutObject(context.Context, *s3.PutObjectInput, ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	GetObject(context.Context, *s3.GetObjectInput, ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	CopyObject(context.Context, *s3.CopyObjectInput, ...func(*s3.Options)) (*s3.CopyObjectOutput, error)
+	DeleteObjects(context.Context, *s3.DeleteObjectsInput, ...func(*s3.Options)) (*s3.DeleteObjectsOutput, error)
+	ListObjectsV2(context.Context, *s3.ListObjectsV2Input, ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+	CreateMultipartUpload(context.Context, *s3.CreateMultipartUploadInput, ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(context.Context, *s3.UploadPartInput, ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	UploadPartCopy(context.Context, *s3.UploadPartCopyInput, ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
+	ListParts(context.Context, *s3.ListPartsInput, ...func(*s3.Options)) (*s3.ListPartsOutput, error)
+	ListMultipartUploads(context.Context, *s3.ListMultipartUploadsInput, ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
+	CompleteMultipartUpload(context.Context, *s3.CompleteMultipartUploadInput, ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(context.Context, *s3.AbortMultipartUploadInput, ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+// NewClient builds an S3 client from an SDK config. When an endpoint
+// override is in force (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or
+// cfg.BaseEndpoint: MinIO and other S3-compatible servers), it addresses
+// buckets by path, which those servers expect; on AWS it keeps virtual hosts.
+func NewClient(cfg aws.Config, optFns ...func(*s3.Options)) *s3.Client {
+	opts := append([]func(*s3.Options){func(o *s3.Options) {
+		// BaseEndpoint is filled from the environment before option
+		// functions run, so this sees every kind of override.
+		if o.BaseEndpoint != nil && *o.BaseEndpoint != "" {
+			o.UsePathStyle = true
+		}
+		// Chunk objects written by older code, or by servers without
+		// checksums, have none to validate; that is not worth a log line
+		// per read.
+		o.DisableLogOutputChecksumValidationSkipped = true
+	}}, optFns...)
+	return s3.NewFromConfig(cfg, opts...)
+}
+
+// Defaults for Store's zero fields.
+const (
+	DefaultStagingPrefix  = "staging/"
+	DefaultFinishedPrefix = "files/"
+	DefaultPartSize       = 16 << 20
+	DefaultConcurrency    = 4
+)
+
+// Store is the S3 chunk store and assembler. Only Client and Bucket are
+// required.
+type Store struct {
+	Client API
+	Bucket string
+	// StagingPrefix holds chunk objects; FinishedPrefix finished files.
+	StagingPrefix  string
+	FinishedPrefix string
+	// PartSize is the target size of a part streamed from small chunks; it
+	// is raised when a file would otherwise need more than 10,000 parts.
+	// An interrupted assembly resumes the parts it finished, matched by
+	// number and size, so PartSize must not change while assemblies may be
+	// resumed; deployments leave it at the default (tests lower it).
+	PartSize int64
+	// Concurrency is how many parts are in flight during one assembly.
+	Concurrency int
+}
+
+func (s *Store) staging() string {
+	if s.StagingPrefix == "" {
+		return DefaultStagingPrefix
+	}
+	return s.StagingPrefix
+}
+
+func (s *Store) finished() string {
+	if s.FinishedPrefix == "" {
+		return DefaultFinishedPrefix
+	}
+	return s.FinishedPrefix
+}
+
+// ChunkKey is the object key of chunk n of an upload.
+func (s *Store) ChunkKey(key string, n int) string {
+	return fmt.Sprintf("%s%s/%08d", s.staging(), key, n)
+}
+
+// FinalKey is the object key of an upload's finished file.
+func (s *Store) FinalKey(rec upload.Record) string {
+	return s.finished() + rec.Key + "-" + rec.Generation + "/" + upload.SafeFileName(rec.FileName)
+}
+
+// PutChunk streams chunk n to its own object. The body goes out with its
+// exact length and a CRC32 trailer (aws-chunked): S3 checks the bytes it
+// received, and the stream needs no seeking, so nothing is buffered. If r
+// fails, or yields more or fewer bytes than the chunk's size, the request is
+// cut off before its end and S3 stores nothing.
+func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
+	_, size := info.ChunkBounds(n)
+	body := &exactReader{r: r, left: size}
+	_, err := s.Client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:            aws.String(s.Bucket),
+		Key:               aws.String(s.ChunkKey(info.Key, n)),
+		Body:              body,
+		ContentLength:     aws.Int64(size),
+		ContentType:       aws.String("application/octet-stream"),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+	})
+	if body.err != nil {
+		return body.err
+	}
+	if err != nil {
+		return fmt.Errorf("s3store: put chunk %d: %w", n, err)
+	}
+	return nil
+}
+
+// Discard deletes every staged chunk of the upload, and aborts any multipart
+// upload an interrupted assembly left for it.
+func (s *Store) Discard(ctx context.Context, key string) error {
+	objs, err := s.listStaged(ctx, key)
+	if err != nil {
+		return err
+	}
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = aws.ToString(o.Key)
+	}
+	if err := s.deleteKeys(ctx, keys); err != nil {
+		return err
+	}
+	return s.abortUploads(ctx, s.finished()+key+"-")
+}
+
+// Staged lists every upload with staged chunks and when its latest chunk was
+// written. It lists every chunk object (one request per 1,000), which suits
+// a sweeper of the embedded kind; on AWS the lifecycle rule does this job.
+func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
+	byKey := map[string]time.Time{}
+	var order []string
+	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{
+		Bucket: aws.String(s.Bucket), Prefix: aws.String(s.staging()),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("s3store: list staged: %w", err)
+		}
+		for _, o := range page.Contents {
+			key, _, ok := strings.Cut(strings.TrimPrefix(aws.ToString(o.Key), s.staging()), "/")
+			if !ok {
+				continue
+			}
+			t, seen := byKey[key]
+			if !seen {
+				order = append(order, key)
+			}
+			if m := aws.ToTime(o.LastModified); m.After(t) {
+				byKey[key] = m
+			}
+		}
+	}
+	out := make([]upload.Staged, len(order))
+	for i, k := range order {
+		out[i] = upload.Staged{Key: k, Modified: byKey[k]}
+	}
+	return out, nil
+}
+
+// listStaged lists the chunk objects of one upload, in chunk order.
+func (s *Store) listStaged(ctx context.Context, key string) ([]types.Object, error) {
+	var out []types.Object
+	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{
+		Bucket: aws.String(s.Bucket), Prefix: aws.String(s.staging() + key + "/"),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("s3store: list chunks: %w", err)
+		}
+		out = append(out, page.Contents...)
+	}
+	return out, nil
+}
+
+// deleteKeys deletes objects 1,000 per request (the API's limit).
+func (s *Store) deleteKeys(ctx context.Context, keys []string) error {
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		ids := make([]types.ObjectIdentifier, n)
+		for i, k := range keys[:n] {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+		}
+		out, err := s.Client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(s.Bucket),
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		})
+		if err != nil {
+			return fmt.Errorf("s3store: delete chunks: %w", err)
+		}
+		if len(out.Errors) > 0 {
+			e := out.Errors[0]
+			return fmt.Errorf("s3store: delete %d chunks failed, first %s: %s %s",
+				len(out.Errors), aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message))
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// abortUploads aborts the multipart uploads under prefix.
+func (s *Store) abortUploads(ctx context.Context, prefix string) error {
+	ups, err := s.listUploads(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	return s.abort(ctx, ups)
+}
+
+func (s *Store) abort(ctx context.Context, ups []types.MultipartUpload) error {
+	for _, u := range ups {
+		_, err := s.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(s.Bucket), Key: u.Key, UploadId: u.UploadId,
+		})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("s3store: abort stale multipart upload: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) listUploads(ctx context.Context, prefix string) ([]types.MultipartUpload, error) {
+	var out []types.MultipartUpload
+	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)}
+	for range 1000 { // bounded: 1,000 pages of 1,000 uploads is far past any real case
+		page, err := s.Client.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("s3store: list multipart uploads: %w", err)
+		}
+		out = append(out, page.Uploads...)
+		if !aws.ToBool(page.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
+	}
+	return out, nil
+}
+
+// isNotFound tells a missing object, bucket or upload from other failures.
+func isNotFound(err error) bool {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	var nsu *types.NoSuchUpload
+	if errors.As(err, &nsk) || errors.As(err, &nf) || errors.As(err, &nsu) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NotFound", "NoSuchKey", "NoSuchUpload":
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	errTooShort = errors.New("s3store: chunk body is shorter than its declared size")
+	errTooLong  = errors.New("s3store: chunk body is longer than its declared size")
+)
+
+// exactReader yields exactly left bytes of r and fails otherwise. It checks
+// for surplus bytes before it hands over the last declared byte, so the
+// request carrying a too-long body never completes and S3 never stores it.
+type exactReader struct {
+	r    io.Reader
+	left int64
+	err  error
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	if e.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	switch {
+	case err == io.EOF && e.left > 0:
+		e.err = errTooShort
+	case err != nil && err != io.EOF:
+		e.err = err
+	case e.left == 0:
+		e.err = probeEnd(e.r)
+	}
+	if e.err != nil {
+		return 0, e.err
+	}
+	return n, nil
+}
+
+// probeEnd reads on until r says EOF; a byte means r is too long.
+func probeEnd(r io.Reader) error {
+	var one [1]byte
+	for range 1000 { // readers may return (0, nil) a few times; not forever
+		n, err := r.Read(one[:])
+		if n > 0 {
+			return errTooLong
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
