@@ -218,6 +218,10 @@ func (e *env) finished(f file, hdr ...string) []byte {
 	if st.State != upload.StateComplete {
 		e.t.Fatalf("state %s, want complete (%+v)", st.State, st)
 	}
+	// Size is there when complete, 0 bytes included.
+	if st.Size == nil || *st.Size != int64(len(f.data)) {
+		e.t.Fatalf("status size %v, want %d", st.Size, len(f.data))
+	}
 	b, err := os.ReadFile(e.store.Path(st.Location))
 	if err != nil {
 		e.t.Fatal(err)
@@ -591,7 +595,7 @@ func TestTestChunkAfterCompletion(t *testing.T) {
 		t.Fatalf("a chunk of a finished upload was staged again: %v", s)
 	}
 	st := e.status(f)
-	if st.State != upload.StateComplete || st.Size != 2000 || !strings.HasPrefix(st.Location, "files/") || !strings.HasSuffix(st.Location, "/"+f.name) {
+	if st.State != upload.StateComplete || st.Size == nil || *st.Size != 2000 || !strings.HasPrefix(st.Location, "files/") || !strings.HasSuffix(st.Location, "/"+f.name) {
 		t.Fatalf("status %+v", st)
 	}
 }

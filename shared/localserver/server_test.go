@@ -322,7 +322,7 @@ func TestUploadOverHTTP(t *testing.T) {
 	ts.upload(t, f, 2)
 
 	st := ts.waitState(t, f, upload.StateComplete)
-	if st.Size != 2500 || st.Received != 3 {
+	if st.Size == nil || *st.Size != 2500 || st.Received != 3 {
 		t.Fatalf("complete status: %+v", st)
 	}
 	srvCheckFile(t, dir, st.Location, f)

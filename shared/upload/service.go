@@ -134,7 +134,8 @@ type Status struct {
 	State    State  `json:"state"`
 	Received int    `json:"received"`
 	Total    int    `json:"total"`
-	Size     int64  `json:"size,omitempty"`
+	// Size is set once complete (a pointer, so that 0 bytes still shows).
+	Size     *int64 `json:"size,omitempty"`
 	Location string `json:"location,omitempty"`
 	Error    string `json:"error,omitempty"`
 }
@@ -152,7 +153,8 @@ func (s *Service) Status(ctx context.Context, key string) (Status, error) {
 	switch rec.State {
 	case StateComplete:
 		if rec.Result != nil {
-			st.Size, st.Location = rec.Result.Size, rec.Result.Location
+			size := rec.Result.Size
+			st.Size, st.Location = &size, rec.Result.Location
 		}
 	case StateFailed:
 		st.Error = rec.Error

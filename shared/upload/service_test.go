@@ -495,7 +495,7 @@ func TestStatus(t *testing.T) {
 	e.assemble(t, in.Key)
 	st, err = e.svc.Status(ctx, in.Key)
 	rec, _ := e.ledger.Get(ctx, in.Key)
-	if err != nil || st.State != upload.StateComplete || st.Size != 25 || st.Location == "" || st.Location != rec.Result.Location {
+	if err != nil || st.State != upload.StateComplete || st.Size == nil || *st.Size != 25 || st.Location == "" || st.Location != rec.Result.Location {
 		t.Fatalf("Status when complete = %+v, %v", st, err)
 	}
 
