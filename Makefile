@@ -13,7 +13,7 @@ FUZZ_TARGETS := \
 	./shared/upload:FuzzSafeFileName
 FUZZ_TIME ?= 4s
 
-.PHONY: run dev test vet unit fuzz fuzz-short web deps aws-servers clean
+.PHONY: run dev test vet unit fuzz fuzz-short browser-test web deps aws-servers clean
 
 ## run: build and start the embedded server at http://127.0.0.1:8080/ (data in ./data)
 run: web
@@ -26,7 +26,7 @@ dev: web aws-servers
 	$(GO) run ./shared/localaws/cmd/localaws dev
 
 ## test: every test, the way CI runs it
-test: deps vet unit fuzz-short
+test: deps vet unit fuzz-short browser-test
 
 vet:
 	$(GO) vet ./...
@@ -44,6 +44,11 @@ fuzz:
 		echo "fuzz $$pkg $$fn ($(FUZZ_TIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_TIME) $$pkg; \
 	done
+
+## browser-test: the page and flow.js in Chromium against make run's and make dev's servers
+browser-test: deps web
+	bash scripts/ensure-chromium.sh
+	node --test test/browser/
 
 ## web: the demo page's copy of flow.js, from the pinned npm package
 web: web/vendor/flow.min.js
@@ -65,3 +70,71 @@ node_modules/.installed: package.json package-lock.json
 
 clean:
 	rm -rf $(TOOLS) dist web/vendor
+
+# ---------------------------------------------------------------------------
+# AWS deployment (SAM): Lambda packages, the targets `sam build` calls, and
+# deploy. Self-contained: nothing above depends on it. See docs/deploy.md.
+
+# The functions: functions/<name>, logical ID <Name>Function in template.yaml.
+LAMBDA_FUNCTIONS := upload assemble authorizer consumer
+DIST             ?= dist
+# Built as SAM builds Go for provided.al2023 on arm64: static (no cgo),
+# stripped, paths trimmed, and without the RPC shim that only the retired
+# go1.x runtime used (lambda.norpc).
+LAMBDA_GOENV     := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
+LAMBDA_GOFLAGS   := -tags lambda.norpc -trimpath -ldflags='-s -w'
+LAMBDAZIP        := $(TOOLS)/lambdazip
+SAM              ?= sam
+DEPLOY_ARGS      ?=
+
+.PHONY: build package-size deploy template-lint \
+	build-UploadFunction build-AssembleFunction build-AuthorizerFunction build-ConsumerFunction
+
+## build: dist/<function>.zip for every function (a bootstrap inside), without the sam CLI
+build: $(LAMBDAZIP)
+	@set -e; for f in $(LAMBDA_FUNCTIONS); do \
+		echo "build $(DIST)/$$f.zip"; \
+		mkdir -p $(DIST)/$$f; \
+		$(LAMBDA_GOENV) $(GO) build $(LAMBDA_GOFLAGS) -o $(DIST)/$$f/bootstrap ./functions/$$f; \
+		$(LAMBDAZIP) $(DIST)/$$f.zip $(DIST)/$$f/bootstrap; \
+	done
+
+$(LAMBDAZIP): deploy/lambdazip/main.go
+	$(GO) build -o $@ ./deploy/lambdazip
+
+## package-size: the size of each function's zip and bootstrap
+package-size: build
+	@for f in $(LAMBDA_FUNCTIONS); do \
+		printf '%-11s zip %9d bytes   bootstrap %9d bytes\n' $$f \
+			$$(wc -c < $(DIST)/$$f.zip) $$(wc -c < $(DIST)/$$f/bootstrap); \
+	done
+
+# `sam build` (BuildMethod: makefile) runs `make build-<LogicalId>` with
+# ARTIFACTS_DIR set; the bootstrap it leaves there is what SAM packages.
+# LOCAL_CA_BUNDLE=path adds a CA certificate as local-ca.pem, for `sam local`
+# against the local MinIO (see env.json.example).
+define lambda-artifact
+@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)"; exit 1; }
+$(LAMBDA_GOENV) $(GO) build $(LAMBDA_GOFLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/$(1)
+@if [ -n "$(LOCAL_CA_BUNDLE)" ]; then cp "$(LOCAL_CA_BUNDLE)" "$(ARTIFACTS_DIR)/local-ca.pem"; fi
+endef
+
+build-UploadFunction:
+	$(call lambda-artifact,upload)
+build-AssembleFunction:
+	$(call lambda-artifact,assemble)
+build-AuthorizerFunction:
+	$(call lambda-artifact,authorizer)
+build-ConsumerFunction:
+	$(call lambda-artifact,consumer)
+
+## deploy: sam build, then sam deploy with samconfig.toml (the first time: sam deploy --guided)
+deploy:
+	@command -v $(SAM) >/dev/null || { echo "make deploy needs the AWS SAM CLI (sam): see docs/deploy.md"; exit 1; }
+	$(SAM) build
+	$(SAM) deploy $(DEPLOY_ARGS)
+
+## template-lint: check template.yaml with cfn-lint (pip install cfn-lint), which also applies SAM's transform
+template-lint:
+	@command -v cfn-lint >/dev/null || { echo "template-lint needs cfn-lint (pip install cfn-lint)"; exit 1; }
+	cfn-lint template.yaml

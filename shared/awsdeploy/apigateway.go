@@ -17,8 +17,13 @@ import (
 const APIGatewayMaxPayload = 6_291_456
 
 // BinaryMediaTypes are the media types the REST API declares binary (see
-// template.yaml): their bodies reach the function base64-encoded.
-var BinaryMediaTypes = []string{"multipart/form-data", "application/octet-stream"}
+// template.yaml, whose tests hold the two lists equal): their bodies reach
+// the function base64-encoded, untouched. multipart/form-data is flow.js's
+// default method; with method "octet" flow.js sends the chunk with the
+// file's own type (image/png, video/mp4, ...), so "*/*" makes every body
+// binary: a type left out would reach the function as text, and any byte
+// that is not valid UTF-8 would be mangled.
+var BinaryMediaTypes = []string{"multipart/form-data", "application/octet-stream", "*/*"}
 
 // RESTHandler is a Lambda handler for REST API proxy events (payload 1.0).
 type RESTHandler func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error)
@@ -61,7 +66,7 @@ func APIGateway(h RESTHandler) http.Handler {
 			req.QueryStringParameters[k] = vs[len(vs)-1]
 			req.MultiValueQueryStringParameters[k] = vs
 		}
-		if isBinary(r.Header.Get("Content-Type")) {
+		if IsBinary(BinaryMediaTypes, r.Header.Get("Content-Type")) {
 			req.Body, req.IsBase64Encoded = base64.StdEncoding.EncodeToString(body), true
 		} else {
 			req.Body = string(body)
@@ -100,13 +105,21 @@ func APIGateway(h RESTHandler) http.Handler {
 	})
 }
 
-func isBinary(contentType string) bool {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return false
+// IsBinary reports whether API Gateway, with these binary media types,
+// hands a body of this Content-Type to the function base64-encoded: an
+// exact type, "type/*" or "*/*" matches. A request without a Content-Type
+// counts as application/json, as API Gateway takes it.
+func IsBinary(binaryTypes []string, contentType string) bool {
+	mt := "application/json"
+	if contentType != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
+			return false
+		}
 	}
-	for _, b := range BinaryMediaTypes {
-		if mt == b {
+	major, _, _ := strings.Cut(mt, "/")
+	for _, b := range binaryTypes {
+		if b == "*/*" || b == mt || b == major+"/*" {
 			return true
 		}
 	}

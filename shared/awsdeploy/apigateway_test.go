@@ -41,12 +41,13 @@ func TestAPIGatewayEvents(t *testing.T) {
 		t.Fatalf("event = %+v", got)
 	}
 
-	resp, err = http.Post(srv.URL+"/upload", "text/plain", strings.NewReader("plain"))
+	// flow.js's octet method sends the file's own type: binary too ("*/*").
+	resp, err = http.Post(srv.URL+"/upload", "text/plain", strings.NewReader("plain\xff"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got.IsBase64Encoded || got.Body != "plain" {
+	if dec, _ := base64.StdEncoding.DecodeString(got.Body); !got.IsBase64Encoded || string(dec) != "plain\xff" {
 		t.Fatalf("text body: %+v", got)
 	}
 
@@ -76,6 +77,32 @@ func TestLoad(t *testing.T) {
 	for _, want := range []string{"FLOWGATE_BUCKET", "FLOWGATE_TABLE", "overlap", "FLOWGATE_ASSEMBLY_CONCURRENCY"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %s", err, want)
+		}
+	}
+}
+
+func TestIsBinary(t *testing.T) {
+	explicit := []string{"multipart/form-data", "application/octet-stream", "image/*"}
+	for _, tt := range []struct {
+		types       []string
+		contentType string
+		want        bool
+	}{
+		{explicit, "multipart/form-data; boundary=xyz", true},
+		{explicit, "application/octet-stream", true},
+		{explicit, "image/png", true},
+		{explicit, "video/mp4", false},
+		{explicit, "text/plain; charset=utf-8", false},
+		{explicit, "", false},
+		{explicit, "not a type", false},
+		{[]string{"*/*"}, "video/mp4", true},
+		{[]string{"*/*"}, "", true},
+		{[]string{"application/json"}, "", true},
+		{BinaryMediaTypes, "video/mp4", true},
+		{BinaryMediaTypes, "", true},
+	} {
+		if got := IsBinary(tt.types, tt.contentType); got != tt.want {
+			t.Errorf("IsBinary(%v, %q) = %v, want %v", tt.types, tt.contentType, got, tt.want)
 		}
 	}
 }

@@ -15,6 +15,8 @@
 //	FLOWGATE_RECORD_TTL         finished records are kept this long (168h)
 //	FLOWGATE_ASSEMBLY_LEASE     an assembler's claim lasts this long (15m, the Lambda maximum)
 //	FLOWGATE_ASSEMBLY_CONCURRENCY  parts in flight per assembly (4)
+//	FLOWGATE_AUTH               who the caller is: none (public namespace), cognito or jwt
+//	                            (the identity API Gateway's authorizer verified; see GatewayNamespace)
 //
 // The AWS SDK reads its own settings (region, credentials, and endpoint
 // overrides such as AWS_ENDPOINT_URL_S3) from the environment as usual.
@@ -26,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +58,7 @@ type Config struct {
 	Bucket, Table                 string
 	StagingPrefix, FinishedPrefix string
 	EventBus                      string
+	Auth                          string
 	IdleTTL, RecordTTL, Lease     time.Duration
 	Concurrency                   int
 }
@@ -72,6 +76,7 @@ func Load(getenv func(string) string) (Config, error) {
 		StagingPrefix:  e.String("FLOWGATE_STAGING_PREFIX", s3store.DefaultStagingPrefix),
 		FinishedPrefix: e.String("FLOWGATE_FINISHED_PREFIX", s3store.DefaultFinishedPrefix),
 		EventBus:       e.String("FLOWGATE_EVENT_BUS", ""),
+		Auth:           e.String("FLOWGATE_AUTH", AuthNone),
 		IdleTTL:        e.Duration("FLOWGATE_EXPIRY", dynamoledger.DefaultIdleTTL),
 		RecordTTL:      e.Duration("FLOWGATE_RECORD_TTL", dynamoledger.DefaultDoneTTL),
 		Lease:          e.Duration("FLOWGATE_ASSEMBLY_LEASE", 15*time.Minute),
@@ -82,6 +87,12 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		e.Fail("FLOWGATE_ASSEMBLY_CONCURRENCY must be from 1 to 64")
+	}
+	if !slices.Contains(AuthModes, c.Auth) {
+		e.Fail("FLOWGATE_AUTH: %q is not one of %s", c.Auth, strings.Join(AuthModes, ", "))
+	}
+	if c.Auth != AuthNone && c.NamespaceHeader != "" {
+		e.Fail("FLOWGATE_AUTH and FLOWGATE_NAMESPACE_HEADER exclude each other: behind API Gateway a client can set any header")
 	}
 	if c.Bucket == "" {
 		e.Fail("FLOWGATE_BUCKET is required")
@@ -149,11 +160,15 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 
 // Handler is the HTTP API, exactly as the embedded server serves it.
 func (d *Deployment) Handler() http.Handler {
+	namespace := httpapi.HeaderNamespace(d.Config.NamespaceHeader)
+	if d.Config.Auth != AuthNone {
+		namespace = GatewayNamespace(d.Config.Auth)
+	}
 	api := &httpapi.Handler{
 		Service:   d.Service,
 		Limits:    d.Config.Limits,
 		CORS:      httpapi.CORS{AllowedOrigins: d.Config.AllowedOrigins},
-		Namespace: httpapi.HeaderNamespace(d.Config.NamespaceHeader),
+		Namespace: namespace,
 		Log:       d.Log,
 	}
 	mux := http.NewServeMux()

@@ -125,11 +125,24 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	d, err := ParseDuration(v)
 	if err != nil {
-		e.Fail("%s: %q is not a duration such as 90s, 30m or 24h", name, v)
+		e.Fail("%s: %q is not a duration such as 90s, 30m, 24h or 7d", name, v)
 	}
 	return d
+}
+
+// ParseDuration reads a Go duration ("90s", "1h30m") or a whole number of
+// days ("7d"), which is how the SAM template passes its expiry parameter.
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > 100_000 {
+			return 0, fmt.Errorf("%q is not a whole number of days", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 func (e *Env) List(name string, def []string) []string {

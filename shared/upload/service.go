@@ -131,9 +131,9 @@ func checkChunk(info Info, n int) error {
 
 // Status is what GET /upload/status answers.
 type Status struct {
-	State    State  `json:"state"`
-	Received int    `json:"received"`
-	Total    int    `json:"total"`
+	State    State `json:"state"`
+	Received int   `json:"received"`
+	Total    int   `json:"total"`
 	// Size is set once complete (a pointer, so that 0 bytes still shows).
 	Size     *int64 `json:"size,omitempty"`
 	Location string `json:"location,omitempty"`
