@@ -10,10 +10,13 @@ FUZZ_TARGETS := \
 	./shared/protocol:FuzzParseChunk \
 	./shared/protocol:FuzzParseUpload \
 	./shared/httpapi:FuzzPostChunk \
-	./shared/upload:FuzzSafeFileName
+	./shared/upload:FuzzSafeFileName \
+	./test/lambdafuzz:FuzzUploadEvent \
+	./test/lambdafuzz:FuzzStreamEvent
 FUZZ_TIME ?= 4s
+SOAK_TIME ?= 2m
 
-.PHONY: run dev test vet unit fuzz fuzz-short browser-test web deps aws-servers clean
+.PHONY: run dev test vet unit fuzz fuzz-short browser-test soak web deps aws-servers clean
 
 ## run: build and start the embedded server at http://127.0.0.1:8080/ (data in ./data)
 run: web
@@ -49,6 +52,11 @@ fuzz:
 browser-test: deps web
 	bash scripts/ensure-chromium.sh
 	node --test test/browser/
+
+## soak: a bounded soak of make run's server and make dev's stack (make soak SOAK_TIME=10m)
+soak: deps
+	$(GO) run ./test/soak -duration $(SOAK_TIME) -target local
+	$(GO) run ./test/soak -duration $(SOAK_TIME) -target dev
 
 ## web: the demo page's copy of flow.js, from the pinned npm package
 web: web/vendor/flow.min.js

@@ -1,0 +1,73 @@
+// Package faults is fault injection on the local path: every call of the
+// directory store, the bbolt ledger and the publisher failing or timing out
+// in turn under load; the embedded server killed with SIGKILL at random
+// points under load and restarted; and a webhook that fails, across
+// retries and a restart.
+package faults
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/test/internal/testproc"
+)
+
+// binary is cmd/flowgate, built once; root is the repository.
+var binary, root string
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	var err error
+	if root, err = testproc.Root(); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "flowgate-faults-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "flowgate")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := testproc.Build(ctx, root, "./cmd/flowgate", binary); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// server runs cmd/flowgate on dataDir at addr (a free port if empty), and
+// kills it when the test ends. Proc.Log has its output.
+func server(t *testing.T, ctx context.Context, dataDir, addr string, env ...string) *testproc.Proc {
+	t.Helper()
+	var p *testproc.Proc
+	var err error
+	for try := 0; try < 3; try++ {
+		p, err = testproc.Start(ctx, testproc.Options{
+			Bin:      binary,
+			Addr:     addr,
+			LogLimit: 64 << 20,
+			Env: append([]string{
+				"FLOWGATE_DATA_DIR=" + dataDir,
+				"FLOWGATE_WEB_DIR=" + filepath.Join(root, "web"),
+			}, env...),
+		})
+		if err == nil {
+			break
+		}
+		t.Logf("start attempt %d: %v", try+1, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Kill() })
+	return p
+}

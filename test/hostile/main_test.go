@@ -1,0 +1,46 @@
+// Package hostile is the hostile-input battery: one table of malformed and
+// malicious requests (hostile names in every field, lying numbers and
+// sizes, broken bodies, geometry that changes mid-upload) sent to both
+// paths through real HTTP: the embedded server as a real process, and the
+// upload function's handler behind the API Gateway emulation on MinIO and
+// dynalite.
+package hostile
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/localaws"
+	"github.com/flowgate/flowgate/test/internal/testproc"
+)
+
+// binary is cmd/flowgate, built once; root is the repository.
+var binary, root string
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	var err error
+	if root, err = testproc.Root(); err != nil {
+		fmt.Fprintln(os.Stderr, "hostile:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "flowgate-hostile-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hostile:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "flowgate")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := testproc.Build(ctx, root, "./cmd/flowgate", binary); err != nil {
+		fmt.Fprintln(os.Stderr, "hostile:", err)
+		return 1
+	}
+	return localaws.RunTests(m)
+}

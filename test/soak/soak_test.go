@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/test/internal/testproc"
+)
+
+// TestSoakShort is the soak in miniature, run by go test: 10 seconds
+// (FLOWGATE_SOAK_TEST_DURATION to change) of eight simulated users against
+// the embedded server. Nothing may be lost, corrupt or refused, and the
+// server must hold no more memory or open files at the end than the run's
+// tolerances allow.
+func TestSoakShort(t *testing.T) {
+	t.Parallel()
+	d := 10 * time.Second
+	if v := os.Getenv("FLOWGATE_SOAK_TEST_DURATION"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := testproc.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		Target: "local", Duration: d, Clients: 8, MaxFile: 6 << 20, Grace: 60 * time.Second,
+		Root: root, WorkDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", rep)
+	if rep.Lost != 0 || rep.Corrupt != 0 || rep.Failed != 0 {
+		t.Errorf("lost %d, corrupt %d, failed %d: want 0 each", rep.Lost, rep.Corrupt, rep.Failed)
+	}
+	if !rep.Passed() {
+		t.Errorf("problems: %q", rep.Problems)
+	}
+}
