@@ -20,8 +20,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "flowgate: configuration:", err)
 		os.Exit(2)
 	}
+	// With FLOWGATE_AUTH=jwt: the FLOWGATE_JWT_* settings, as shared/auth reads them.
+	verifier, err := localserver.LoadVerifier(cfg, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flowgate: configuration:", err)
+		os.Exit(2)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	srv, err := localserver.New(cfg, log)
+	slog.SetDefault(log)
+	srv, err := localserver.New(cfg, log, localserver.WithVerifier(verifier))
 	if err != nil {
 		log.Error("start", "err", err)
 		os.Exit(1)

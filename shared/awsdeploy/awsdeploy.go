@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ import (
 	"github.com/flowgate/flowgate/shared/config"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/httpapi"
+	"github.com/flowgate/flowgate/shared/metrics"
 	"github.com/flowgate/flowgate/shared/publish"
 	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/shared/upload"
@@ -119,6 +121,7 @@ type Deployment struct {
 	Ledger    *dynamoledger.Ledger
 	Publisher upload.Publisher
 	Service   *upload.Service
+	Metrics   *metrics.Metrics
 	// The SDK clients underneath, for setup and checks.
 	S3       *s3.Client
 	DynamoDB *dynamodb.Client
@@ -151,6 +154,9 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 	}
 	return &Deployment{
 		Config: cfg, Log: log, Store: store, Ledger: ledger, Publisher: pub,
+		// In Lambda, metrics go out as CloudWatch embedded-metric-format
+		// lines on stdout; elsewhere (make dev) they are only counted.
+		Metrics: metrics.ForEnvironment(os.Getenv, os.Stdout),
 		// OnReady stays nil: on AWS the DynamoDB stream starts the
 		// assembler. `make dev` sets it to queue the upload in-process.
 		Service: &upload.Service{Store: store, Ledger: ledger},
@@ -170,6 +176,9 @@ func (d *Deployment) Handler() http.Handler {
 		CORS:      httpapi.CORS{AllowedOrigins: d.Config.AllowedOrigins},
 		Namespace: namespace,
 		Log:       d.Log,
+		// Uploads-per-namespace stays unset: a count per Lambda instance
+		// would limit nothing.
+		Metrics: d.Metrics,
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/upload", api)
@@ -181,7 +190,7 @@ func (d *Deployment) Handler() http.Handler {
 func (d *Deployment) Pipeline(owner string) *upload.Pipeline {
 	return &upload.Pipeline{
 		Ledger: d.Ledger, Assembler: d.Store, Publisher: d.Publisher,
-		Owner: owner, Lease: d.Config.Lease, Log: d.Log,
+		Owner: owner, Lease: d.Config.Lease, Log: d.Log, Metrics: d.Metrics,
 	}
 }
 

@@ -26,7 +26,30 @@ type Local struct {
 	WebhookSecret   string        // FLOWGATE_WEBHOOK_SECRET
 	ShutdownTimeout time.Duration // FLOWGATE_SHUTDOWN_TIMEOUT
 	BodyTimeout     time.Duration // FLOWGATE_BODY_TIMEOUT: longest stall while reading a request body
+
+	// Auth is FLOWGATE_AUTH: AuthNone (every caller shares the public
+	// namespace) or AuthJWT (a bearer token, checked with the FLOWGATE_JWT_*
+	// settings that shared/auth reads, names the caller's namespace).
+	Auth string
+	// MaxUploadsPerNamespace (FLOWGATE_MAX_UPLOADS_PER_NAMESPACE) bounds the
+	// uploads in progress at once in one namespace; 0 means no limit.
+	MaxUploadsPerNamespace int
+	// MaxHeaderBytes (FLOWGATE_MAX_HEADER_BYTES) bounds a request's line and headers.
+	MaxHeaderBytes int
+	// MaxFieldBytes (FLOWGATE_MAX_FIELD_BYTES) and MaxParts
+	// (FLOWGATE_MAX_PARTS) bound a multipart body's form fields.
+	MaxFieldBytes int
+	MaxParts      int
+	// Metrics (FLOWGATE_METRICS) serves /metrics in the Prometheus text format.
+	Metrics bool
 }
+
+// Auth modes of the embedded server (FLOWGATE_AUTH). On AWS, FLOWGATE_AUTH
+// also takes "cognito"; see shared/awsdeploy.
+const (
+	AuthNone = "none"
+	AuthJWT  = "jwt"
+)
 
 // Common is what every deployment reads: limits, CORS, identity, logging.
 type Common struct {
@@ -52,6 +75,44 @@ func LoadLocal(getenv func(string) string) (Local, error) {
 		WebhookSecret:   e.String("FLOWGATE_WEBHOOK_SECRET", ""),
 		ShutdownTimeout: e.Duration("FLOWGATE_SHUTDOWN_TIMEOUT", 30*time.Second),
 		BodyTimeout:     e.Duration("FLOWGATE_BODY_TIMEOUT", 30*time.Second),
+
+		Auth:                   e.String("FLOWGATE_AUTH", AuthNone),
+		MaxUploadsPerNamespace: e.Int("FLOWGATE_MAX_UPLOADS_PER_NAMESPACE", 0),
+		MaxHeaderBytes:         int(e.Size("FLOWGATE_MAX_HEADER_BYTES", 64<<10)),
+		MaxFieldBytes:          int(e.Size("FLOWGATE_MAX_FIELD_BYTES", 4<<10)),
+		MaxParts:               e.Int("FLOWGATE_MAX_PARTS", 64),
+		Metrics:                e.Bool("FLOWGATE_METRICS", true),
+	}
+	switch c.Auth {
+	case AuthNone:
+		// A key configured for a server that does not check tokens is a
+		// server someone believes protected: refuse to start.
+		for _, k := range []string{"FLOWGATE_JWT_SECRET", "FLOWGATE_JWT_PUBLIC_KEYS"} {
+			if e.String(k, "") != "" {
+				e.Fail("%s is set but FLOWGATE_AUTH is none: set FLOWGATE_AUTH=jwt to check tokens, or unset %s", k, k)
+			}
+		}
+	case AuthJWT:
+		if c.NamespaceHeader != "" {
+			e.Fail("FLOWGATE_AUTH=jwt and FLOWGATE_NAMESPACE_HEADER exclude each other: choose the token or the proxy's header as the caller's identity")
+		}
+	default:
+		e.Fail("FLOWGATE_AUTH: %q is not none or jwt (cognito is for the AWS deployment)", c.Auth)
+	}
+	if c.BodyTimeout < 0 || c.ShutdownTimeout < 0 {
+		e.Fail("FLOWGATE_BODY_TIMEOUT and FLOWGATE_SHUTDOWN_TIMEOUT must not be negative")
+	}
+	if c.MaxUploadsPerNamespace < 0 {
+		e.Fail("FLOWGATE_MAX_UPLOADS_PER_NAMESPACE must be 0 (no limit) or more")
+	}
+	if c.MaxHeaderBytes < 1<<10 || c.MaxHeaderBytes > 1<<20 {
+		e.Fail("FLOWGATE_MAX_HEADER_BYTES must be from 1KiB to 1MiB")
+	}
+	if c.MaxFieldBytes < 1<<10 || c.MaxFieldBytes > 1<<20 {
+		e.Fail("FLOWGATE_MAX_FIELD_BYTES must be from 1KiB (a relative path can take that much) to 1MiB")
+	}
+	if c.MaxParts < 10 || c.MaxParts > 1000 {
+		e.Fail("FLOWGATE_MAX_PARTS must be from 10 (the flow.js fields and the file) to 1000")
 	}
 	if c.Workers < 1 {
 		e.Fail("FLOWGATE_ASSEMBLY_WORKERS must be at least 1")
@@ -157,6 +218,21 @@ func (e *Env) List(name string, def []string) []string {
 		}
 	}
 	return out
+}
+
+// Bool reads true/false, 1/0, yes/no or on/off.
+func (e *Env) Bool(name string, def bool) bool {
+	switch v := strings.ToLower(e.String(name, "")); v {
+	case "":
+		return def
+	case "1", "true", "yes", "on":
+		return true
+	case "0", "false", "no", "off":
+		return false
+	default:
+		e.Fail("%s: %q is not true or false", name, v)
+		return def
+	}
 }
 
 func (e *Env) Level(name string, def slog.Level) slog.Level {

@@ -7,9 +7,15 @@
 //
 // The same Handler serves the embedded server and, through the Lambda proxy
 // adapter, API Gateway.
+//
+// Every request gets a log scope (package logctx) with its request id, to
+// which the upload key is added as soon as it is known: every line logged
+// for the request, by the handler, the upload service or the pipeline it
+// may run, carries both.
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +29,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/logctx"
 	"github.com/flowgate/flowgate/shared/protocol"
 	"github.com/flowgate/flowgate/shared/upload"
 )
@@ -32,15 +39,16 @@ import (
 const FileField = "file"
 
 const (
-	// maxFieldBytes bounds one form field other than the file; flow.js's
-	// fields are short and a relative path is at most 1 KiB.
-	maxFieldBytes = 4 << 10
-	// maxParts bounds the parts of one multipart body: the eight flow fields,
-	// the file and whatever few extra fields the page's `query` option adds.
-	maxParts = 64
-	// multipartOverhead is what a multipart body may carry on top of the
-	// chunk itself: boundaries, part headers and fields.
-	multipartOverhead = maxParts * (maxFieldBytes + 512)
+	// DefaultMaxFieldBytes bounds one form field other than the file;
+	// flow.js's fields are short and a relative path is at most 1 KiB.
+	DefaultMaxFieldBytes = 4 << 10
+	// DefaultMaxParts bounds the parts of one multipart body: the eight flow
+	// fields, the file and whatever few extra fields the page's `query`
+	// option adds.
+	DefaultMaxParts = 64
+	// partHeaderBytes is what one part may add on top of its content:
+	// boundary and part headers.
+	partHeaderBytes = 512
 )
 
 // Handler serves the upload API.
@@ -49,9 +57,92 @@ type Handler struct {
 	Limits  protocol.Limits
 	CORS    CORS
 	// Namespace tells whose uploads a request touches; nil means everyone
-	// shares one public namespace. An error answers 401.
+	// shares one public namespace. An error answers 401 (with
+	// WWW-Authenticate when it is an *AuthError).
 	Namespace func(*http.Request) (string, error)
 	Log       *slog.Logger
+	// Metrics, if set, counts the chunks taken and the requests refused.
+	Metrics Metrics
+	// Uploads, if set, tracks the uploads in progress and limits new ones
+	// per namespace (local mode; see Uploads).
+	Uploads *Uploads
+	// MaxFieldBytes and MaxParts bound a multipart body's form fields; 0
+	// means DefaultMaxFieldBytes and DefaultMaxParts.
+	MaxFieldBytes int
+	MaxParts      int
+}
+
+// Metrics is what the handler reports (metrics.Metrics implements it).
+type Metrics interface {
+	// ChunkReceived: a chunk was answered 200.
+	ChunkReceived(bytes int64)
+	// Rejected: a request was answered with an error status, for a reason
+	// among the fixed words of reasonFor and the Reason* constants.
+	Rejected(reason string, status int)
+}
+
+// Rejection reasons beyond those that follow from the status alone.
+const (
+	ReasonMissingToken   = "missing_token"
+	ReasonInvalidToken   = "invalid_token"
+	ReasonTooManyUploads = "too_many_uploads"
+	ReasonBodyTooLarge   = "body_too_large"
+	ReasonHeaderTooLarge = "header_too_large"
+	ReasonDraining       = "draining"
+)
+
+// reasonFor names the rejection of a status when nothing more precise was
+// said. The words are fixed: they become metric labels.
+func reasonFor(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "invalid"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "origin_not_allowed"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestTimeout:
+		return "body_timeout"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusRequestEntityTooLarge:
+		return "limit_exceeded"
+	case http.StatusTooManyRequests:
+		return ReasonTooManyUploads
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return ReasonHeaderTooLarge
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "status_" + strconv.Itoa(status)
+}
+
+// ReasonFor is reasonFor for other layers of the server (the local
+// server's gate) that refuse requests before the handler sees them.
+func ReasonFor(status int) string { return reasonFor(status) }
+
+func (h *Handler) maxFieldBytes() int {
+	if h.MaxFieldBytes > 0 {
+		return h.MaxFieldBytes
+	}
+	return DefaultMaxFieldBytes
+}
+
+func (h *Handler) maxParts() int {
+	if h.MaxParts > 0 {
+		return h.MaxParts
+	}
+	return DefaultMaxParts
+}
+
+// multipartOverhead is what a multipart body may carry on top of the chunk
+// itself: boundaries, part headers and fields.
+func (h *Handler) multipartOverhead() int64 {
+	return int64(h.maxParts()) * int64(h.maxFieldBytes()+partHeaderBytes)
 }
 
 // PublicNamespace is the namespace of anonymous callers.
@@ -64,12 +155,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	reqID := requestID(r)
 	w.Header().Set("X-Request-Id", reqID)
-	var key string
+	ctx := logctx.Start(r.Context(), h.Log, slog.String("requestId", reqID))
+	r = r.WithContext(ctx)
 	defer func() {
-		h.log().LogAttrs(r.Context(), logLevel(rw.status), "request",
-			slog.String("requestId", reqID), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rw.status), slog.String("upload", key),
-			slog.Float64("seconds", time.Since(start).Seconds()))
+		if rw.status >= 400 && h.Metrics != nil {
+			reason := rw.reason
+			if reason == "" {
+				reason = reasonFor(rw.status)
+			}
+			h.Metrics.Rejected(reason, rw.status)
+		}
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rw.status), slog.Float64("seconds", time.Since(start).Seconds())}
+		if rw.namespace != "" {
+			attrs = append(attrs, slog.String("namespace", rw.namespace))
+		}
+		logctx.From(ctx, nil).LogAttrs(ctx, logLevel(rw.status), "request", attrs...)
 	}()
 
 	if !h.CORS.apply(w, r) {
@@ -85,9 +186,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/upload":
 		switch r.Method {
 		case http.MethodGet:
-			key = h.test(w, r)
+			h.test(rw, r)
 		case http.MethodPost:
-			key = h.post(w, r)
+			h.post(rw, r)
 		default:
 			w.Header().Set("Allow", "GET, POST, OPTIONS")
 			writeError(w, http.StatusMethodNotAllowed, "use GET to test a chunk and POST to send one")
@@ -98,45 +199,45 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusMethodNotAllowed, "use GET")
 			return
 		}
-		key = h.status(w, r)
+		h.status(rw, r)
 	default:
 		writeError(w, http.StatusNotFound, "no such endpoint")
 	}
 }
 
 // test answers the test GET.
-func (h *Handler) test(w http.ResponseWriter, r *http.Request) string {
+func (h *Handler) test(w *statusWriter, r *http.Request) {
 	ns, ok := h.namespace(w, r)
 	if !ok {
-		return ""
+		return
 	}
 	c, err := protocol.ParseChunk(queryFields(r.URL.Query()), ns, h.Limits)
+	setUpload(r, c.Key)
 	if err != nil {
 		h.fail(w, r, err)
-		return ""
+		return
 	}
 	present, err := h.Service.Test(r.Context(), c.Info, c.Number)
 	if err != nil {
 		h.fail(w, r, err)
-		return c.Key
+		return
 	}
 	if !present {
 		// 204: not there, send it. Anything flow.js counts as a permanent
 		// error (404, 413, 415, 500, 501) would fail the whole file instead.
 		w.WriteHeader(http.StatusNoContent)
-		return c.Key
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"chunk": c.Number, "present": true})
-	return c.Key
 }
 
 // post takes a chunk.
-func (h *Handler) post(w http.ResponseWriter, r *http.Request) string {
+func (h *Handler) post(w *statusWriter, r *http.Request) {
 	ns, ok := h.namespace(w, r)
 	if !ok {
-		return ""
+		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, h.Limits.MaxChunkSize+multipartOverhead)
+	r.Body = http.MaxBytesReader(w, r.Body, h.Limits.MaxChunkSize+h.multipartOverhead())
 	var (
 		c    protocol.Chunk
 		body upload.Body
@@ -147,17 +248,39 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) string {
 	} else {
 		c, body, err = h.readOctet(r, ns)
 	}
+	setUpload(r, c.Key)
 	if err != nil {
 		h.fail(w, r, err)
-		return c.Key
+		return
+	}
+	end := func(ok, ready bool) {}
+	if h.Uploads != nil {
+		end, err = h.Uploads.begin(r.Context(), c.Info, func(ctx context.Context) (upload.State, error) {
+			st, err := h.Service.Status(ctx, c.Key)
+			return st.State, err
+		})
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
 	}
 	ready, err := h.Service.Put(r.Context(), c.Info, c.Number, body)
+	end(err == nil, ready)
 	if err != nil {
 		h.fail(w, r, err)
-		return c.Key
+		return
+	}
+	if h.Metrics != nil {
+		h.Metrics.ChunkReceived(c.Size)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"chunk": c.Number, "ready": ready})
-	return c.Key
+}
+
+// setUpload adds the upload key, once known, to the request's log scope.
+func setUpload(r *http.Request, key string) {
+	if key != "" {
+		logctx.Add(r.Context(), slog.String("upload", key))
+	}
 }
 
 // readOctet handles flow.js's method: 'octet': the body is the chunk and the
@@ -194,7 +317,7 @@ func (h *Handler) readMultipart(r *http.Request, ns string) (protocol.Chunk, upl
 		if err != nil {
 			return protocol.Chunk{}, upload.Body{}, multipartErr(err)
 		}
-		if parts++; parts > maxParts {
+		if parts++; parts > h.maxParts() {
 			return protocol.Chunk{}, upload.Body{}, badRequest("too many multipart parts")
 		}
 		name := p.FormName()
@@ -209,9 +332,9 @@ func (h *Handler) readMultipart(r *http.Request, ns string) (protocol.Chunk, upl
 			if err != nil {
 				return c, upload.Body{}, err
 			}
-			return c, upload.Body{Reader: p, Finish: func() error { return rest(mr, parts) }}, nil
+			return c, upload.Body{Reader: p, Finish: func() error { return h.rest(mr, parts) }}, nil
 		}
-		v, err := readField(p)
+		v, err := h.readField(p)
 		if err != nil {
 			return protocol.Chunk{}, upload.Body{}, err
 		}
@@ -224,7 +347,7 @@ func (h *Handler) readMultipart(r *http.Request, ns string) (protocol.Chunk, upl
 
 // rest reads what follows the file part: extra fields are fine, a second
 // file or a body that does not end properly is not.
-func rest(mr *multipart.Reader, parts int) error {
+func (h *Handler) rest(mr *multipart.Reader, parts int) error {
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -233,24 +356,25 @@ func rest(mr *multipart.Reader, parts int) error {
 		if err != nil {
 			return multipartErr(err)
 		}
-		if parts++; parts > maxParts {
+		if parts++; parts > h.maxParts() {
 			return badRequest("too many multipart parts")
 		}
 		if p.FormName() == FileField {
 			return badRequest("more than one \"" + FileField + "\" part")
 		}
-		if _, err := readField(p); err != nil {
+		if _, err := h.readField(p); err != nil {
 			return err
 		}
 	}
 }
 
-func readField(p *multipart.Part) (string, error) {
-	b, err := io.ReadAll(io.LimitReader(p, maxFieldBytes+1))
+func (h *Handler) readField(p *multipart.Part) (string, error) {
+	limit := h.maxFieldBytes()
+	b, err := io.ReadAll(io.LimitReader(p, int64(limit)+1))
 	if err != nil {
 		return "", multipartErr(err)
 	}
-	if len(b) > maxFieldBytes {
+	if len(b) > limit {
 		return "", badRequest("form field " + strconv.Quote(clip(p.FormName())) + " is too long")
 	}
 	return string(b), nil
@@ -266,59 +390,68 @@ func multipartErr(err error) error {
 }
 
 // status answers GET /upload/status.
-func (h *Handler) status(w http.ResponseWriter, r *http.Request) string {
+func (h *Handler) status(w *statusWriter, r *http.Request) {
 	ns, ok := h.namespace(w, r)
 	if !ok {
-		return ""
+		return
 	}
 	info, err := protocol.ParseUpload(queryFields(r.URL.Query()), ns, h.Limits)
+	setUpload(r, info.Key)
 	if err != nil {
 		h.fail(w, r, err)
-		return ""
+		return
 	}
 	st, err := h.Service.Status(r.Context(), info.Key)
 	if err != nil {
 		h.fail(w, r, err)
-		return info.Key
+		return
 	}
 	writeJSON(w, http.StatusOK, st)
-	return info.Key
 }
 
-func (h *Handler) namespace(w http.ResponseWriter, r *http.Request) (string, bool) {
+func (h *Handler) namespace(w *statusWriter, r *http.Request) (string, bool) {
 	if h.Namespace == nil {
 		return PublicNamespace, true
 	}
 	ns, err := h.Namespace(r)
 	if err != nil {
+		var ae *AuthError
+		if errors.As(err, &ae) {
+			if ae.Challenge != "" {
+				w.Header().Set("WWW-Authenticate", ae.Challenge)
+			}
+			w.reason = ae.Reason
+			if ae.Cause != nil {
+				logctx.From(r.Context(), nil).InfoContext(r.Context(), "credentials refused", "err", ae.Cause)
+			}
+		}
 		writeError(w, http.StatusUnauthorized, err.Error())
 		return "", false
 	}
+	w.namespace = ns
 	return ns, true
 }
 
 // fail answers an error: the client's own mistakes with their 4xx, anything
 // else with 503, which flow.js retries rather than failing the file.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) fail(w *statusWriter, r *http.Request, err error) {
 	var ie *upload.InputError
 	var mbe *http.MaxBytesError
+	var tm *TooManyUploads
 	switch {
 	case errors.As(err, &ie):
 		writeError(w, ie.Status, ie.Msg)
 	case errors.As(err, &mbe):
+		w.reason = ReasonBodyTooLarge
 		writeError(w, http.StatusRequestEntityTooLarge, "request body is over the size limit")
+	case errors.As(err, &tm):
+		retryAfter(w, tm.RetryAfter)
+		writeError(w, http.StatusTooManyRequests, tm.Error())
 	default:
-		h.log().ErrorContext(r.Context(), "request failed", "err", err, "requestId", w.Header().Get("X-Request-Id"))
+		logctx.From(r.Context(), nil).ErrorContext(r.Context(), "request failed", "err", err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "storage is unavailable; try again")
 	}
-}
-
-func (h *Handler) log() *slog.Logger {
-	if h.Log != nil {
-		return h.Log
-	}
-	return slog.Default()
 }
 
 // queryFields looks fields up in a query string. A field given twice is
@@ -395,10 +528,14 @@ func logLevel(status int) slog.Level {
 	return slog.LevelInfo
 }
 
-// statusWriter remembers the status for the request's log line.
+// statusWriter remembers, for the request's log line and metrics, the
+// status, the reason of a refusal when more precise than the status, and
+// the caller's namespace.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status    int
+	reason    string
+	namespace string
 }
 
 func (s *statusWriter) WriteHeader(code int) {

@@ -17,10 +17,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/auth"
 	"github.com/flowgate/flowgate/shared/boltledger"
 	"github.com/flowgate/flowgate/shared/config"
 	"github.com/flowgate/flowgate/shared/dirstore"
 	"github.com/flowgate/flowgate/shared/httpapi"
+	"github.com/flowgate/flowgate/shared/logctx"
+	"github.com/flowgate/flowgate/shared/metrics"
 	"github.com/flowgate/flowgate/shared/publish"
 	"github.com/flowgate/flowgate/shared/upload"
 )
@@ -35,10 +38,59 @@ type Server struct {
 	workers *Workers
 	handler http.Handler
 	gate    *gate
+	metrics *metrics.Metrics
+	uploads *httpapi.Uploads
+}
+
+// Option adds to what New builds from the configuration.
+type Option func(*options)
+
+type options struct {
+	verifier *auth.Verifier
+}
+
+// WithVerifier checks callers' bearer tokens with v; it is required when
+// cfg.Auth is config.AuthJWT (see LoadVerifier).
+func WithVerifier(v *auth.Verifier) Option { return func(o *options) { o.verifier = v } }
+
+// LoadVerifier builds the token verifier that cfg.Auth asks for, from the
+// FLOWGATE_JWT_* settings shared/auth reads through getenv; nil when
+// cfg.Auth is config.AuthNone.
+func LoadVerifier(cfg config.Local, getenv func(string) string) (*auth.Verifier, error) {
+	if cfg.Auth != config.AuthJWT {
+		return nil, nil
+	}
+	ac, err := auth.Load(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return auth.New(ac)
 }
 
 // New opens the data directory and builds every part; Run serves.
-func New(cfg config.Local, log *slog.Logger) (*Server, error) {
+func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	namespace := httpapi.HeaderNamespace(cfg.NamespaceHeader)
+	switch cfg.Auth {
+	case config.AuthJWT:
+		if o.verifier == nil {
+			return nil, errors.New("localserver: FLOWGATE_AUTH=jwt needs a token verifier (WithVerifier)")
+		}
+		if cfg.NamespaceHeader != "" {
+			return nil, errors.New("localserver: FLOWGATE_AUTH=jwt and FLOWGATE_NAMESPACE_HEADER exclude each other")
+		}
+		v := o.verifier
+		namespace = httpapi.BearerNamespace(func(token string) (string, error) {
+			id, err := v.Verify(token)
+			return id.Subject, err
+		})
+	case config.AuthNone, "":
+	default:
+		return nil, errors.New("localserver: unknown auth mode " + cfg.Auth)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, err
 	}
@@ -50,11 +102,14 @@ func New(cfg config.Local, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pub upload.Publisher = publish.Log{Logger: log}
+	var pub upload.Publisher = scopedLog{log}
 	if cfg.WebhookURL != "" {
 		pub = publish.All{pub, publish.Webhook{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret}}
 	}
-	s := &Server{cfg: cfg, log: log, ledger: ledger, store: store}
+	m := metrics.New()
+	s := &Server{cfg: cfg, log: log, ledger: ledger, store: store, metrics: m,
+		uploads: &httpapi.Uploads{Max: cfg.MaxUploadsPerNamespace}}
+	m.SetInProgress(s.uploads.InProgress)
 	s.workers = NewWorkers(&upload.Pipeline{
 		Ledger:    ledger,
 		Assembler: store,
@@ -62,16 +117,21 @@ func New(cfg config.Local, log *slog.Logger) (*Server, error) {
 		Owner:     "local-" + randomID(),
 		// Local assembly is a rename; a minute is ample and only matters if
 		// a worker hangs.
-		Lease: time.Minute,
-		Log:   log,
+		Lease:   time.Minute,
+		Log:     log,
+		Metrics: m,
 	}, cfg.Workers, log)
 	s.service = &upload.Service{Store: store, Ledger: ledger, OnReady: s.workers.Enqueue}
 	api := &httpapi.Handler{
-		Service:   s.service,
-		Limits:    cfg.Limits,
-		CORS:      httpapi.CORS{AllowedOrigins: cfg.AllowedOrigins},
-		Namespace: httpapi.HeaderNamespace(cfg.NamespaceHeader),
-		Log:       log,
+		Service:       s.service,
+		Limits:        cfg.Limits,
+		CORS:          httpapi.CORS{AllowedOrigins: cfg.AllowedOrigins},
+		Namespace:     namespace,
+		Log:           log,
+		Metrics:       m,
+		Uploads:       s.uploads,
+		MaxFieldBytes: cfg.MaxFieldBytes,
+		MaxParts:      cfg.MaxParts,
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/upload", api)
@@ -80,10 +140,13 @@ func New(cfg config.Local, log *slog.Logger) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"ok":true}` + "\n"))
 	})
+	if cfg.Metrics {
+		mux.Handle("GET /metrics", m.Handler())
+	}
 	if cfg.WebDir != "" {
 		mux.Handle("/", staticOnly(http.FileServer(http.Dir(cfg.WebDir))))
 	}
-	s.gate = &gate{next: mux, bodyIdle: cfg.BodyTimeout}
+	s.gate = &gate{next: mux, bodyIdle: cfg.BodyTimeout, maxHeaderBytes: cfg.MaxHeaderBytes, metrics: m}
 	s.handler = s.gate
 	return s, nil
 }
@@ -109,7 +172,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	bg, stopBG := context.WithCancel(context.Background())
@@ -118,16 +181,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); s.workers.Run(bg) }()
 	go func() { defer wg.Done(); s.sweep(bg) }()
 	// Work left by the last process: uploads that became ready, were being
-	// assembled, or were assembled without their event going out.
-	if pending, err := s.ledger.Pending(ctx); err != nil {
-		s.log.Error("listing pending uploads", "err", err)
-	} else {
-		for _, rec := range pending {
-			s.workers.Enqueue(rec.Key)
-		}
-	}
+	// assembled, or were assembled without their event going out. The
+	// sweeper looks again every interval, in case anything slipped through.
+	s.enqueuePending(ctx)
 
-	s.log.Info("flowgate listening", "url", "http://"+ln.Addr().String()+"/", "dataDir", s.cfg.DataDir)
+	s.log.Info("flowgate listening", "url", "http://"+ln.Addr().String()+"/", "dataDir", s.cfg.DataDir,
+		"auth", s.authMode(), "maxUploadsPerNamespace", s.cfg.MaxUploadsPerNamespace, "metrics", s.cfg.Metrics)
 	var err error
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -142,6 +201,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// authMode says, for the start-up line, how callers are told apart.
+func (s *Server) authMode() string {
+	switch {
+	case s.cfg.Auth == config.AuthJWT:
+		return "jwt (bearer token subject)"
+	case s.cfg.NamespaceHeader != "":
+		return "header " + s.cfg.NamespaceHeader + " (trusted proxy)"
+	}
+	return "none (one public namespace shared by every caller)"
 }
 
 // shutdown answers new requests with 503 while those in flight finish, for
@@ -165,6 +235,7 @@ func (s *Server) sweep(ctx context.Context) {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {
+		s.enqueuePending(ctx)
 		if n, err := s.SweepOnce(ctx, time.Now().Add(-s.cfg.Expiry)); err != nil {
 			s.log.Error("sweep", "err", err)
 		} else if n > 0 {
@@ -175,6 +246,19 @@ func (s *Server) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// enqueuePending hands every upload the pipeline still owes work to the
+// workers, which ignore what they already have queued.
+func (s *Server) enqueuePending(ctx context.Context) {
+	pending, err := s.ledger.Pending(ctx)
+	if err != nil {
+		s.log.Error("listing pending uploads", "err", err)
+		return
+	}
+	for _, rec := range pending {
+		s.workers.Enqueue(rec.Key)
 	}
 }
 
@@ -213,6 +297,14 @@ func (s *Server) SweepOnce(ctx context.Context, before time.Time) (int, error) {
 		}
 	}
 	return removed, errors.Join(errs...)
+}
+
+// scopedLog logs completion events through the log scope of the
+// pipeline's context, so the line carries the upload key.
+type scopedLog struct{ log *slog.Logger }
+
+func (l scopedLog) Publish(ctx context.Context, ev upload.Event) error {
+	return publish.Log{Logger: logctx.From(ctx, l.log)}.Publish(ctx, ev)
 }
 
 func randomID() string {

@@ -6,7 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/logctx"
 )
+
+// PipelineMetrics is told how assemblies go (metrics.Metrics implements it).
+type PipelineMetrics interface {
+	// Assembled: an upload was assembled and its result recorded, in d.
+	Assembled(d time.Duration, size int64)
+	// AssemblyFailed: "permanent" (recorded as failed) or "retry" (Run
+	// returned an error; the caller tries again).
+	AssemblyFailed(kind string)
+}
 
 // Pipeline takes a ready upload to its end: claim, assemble, record, publish.
 // The same code runs in the embedded server's workers and in the assembler
@@ -24,13 +35,27 @@ type Pipeline struct {
 	Log   *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics, if set, counts assemblies, their duration and failures.
+	Metrics PipelineMetrics
 }
 
 // Run does whatever the upload still needs. It returns nil when nothing is
 // left to do here (finished, failed for good, or in another assembler's
 // hands), and an error when the caller should try again later.
+//
+// Its log lines carry the upload key. When ctx has a log scope (package
+// logctx), as when a request's last chunk runs the pipeline inline, they go
+// to that scope's logger with its attributes; otherwise to Log.
 func (p *Pipeline) Run(ctx context.Context, key string) error {
-	log := p.logger().With("upload", key)
+	ctx = logctx.Start(ctx, p.Log, slog.String("upload", key))
+	err := p.run(ctx, key, logctx.From(ctx, nil))
+	if err != nil && p.Metrics != nil {
+		p.Metrics.AssemblyFailed("retry")
+	}
+	return err
+}
+
+func (p *Pipeline) run(ctx context.Context, key string, log *slog.Logger) error {
 	rec, err := p.Ledger.Claim(ctx, key, p.Owner, p.Lease)
 	switch {
 	case errors.Is(err, ErrNotClaimable):
@@ -52,6 +77,9 @@ func (p *Pipeline) Run(ctx context.Context, key string) error {
 	var perm *PermanentError
 	if errors.As(err, &perm) {
 		log.Error("assembly failed for good", "reason", perm.Reason)
+		if p.Metrics != nil {
+			p.Metrics.AssemblyFailed("permanent")
+		}
 		if ferr := p.Ledger.Fail(ctx, key, p.Owner, perm.Reason); ferr != nil && !errors.Is(ferr, ErrLeaseLost) {
 			return fmt.Errorf("record failure: %w", ferr)
 		}
@@ -70,8 +98,11 @@ func (p *Pipeline) Run(ctx context.Context, key string) error {
 		return fmt.Errorf("record result: %w", err)
 	}
 	rec.State, rec.Result, rec.UpdatedAt = StateComplete, &res, p.now()
-	log.Info("assembled", "size", res.Size, "location", res.Location,
-		"seconds", p.now().Sub(started).Seconds())
+	took := p.now().Sub(started)
+	log.Info("assembled", "size", res.Size, "location", res.Location, "seconds", took.Seconds())
+	if p.Metrics != nil {
+		p.Metrics.Assembled(took, res.Size)
+	}
 	return p.publish(ctx, rec, log)
 }
 
@@ -115,11 +146,4 @@ func (p *Pipeline) now() time.Time {
 		return p.Now()
 	}
 	return time.Now()
-}
-
-func (p *Pipeline) logger() *slog.Logger {
-	if p.Log != nil {
-		return p.Log
-	}
-	return slog.Default()
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/logctx"
 )
 
 // Service is the flow.js protocol's behaviour, free of HTTP: test a chunk,
@@ -68,7 +70,9 @@ func (s *Service) Put(ctx context.Context, info Info, n int, body Body) (ready b
 		// away whatever bytes it left, so a refused request stores nothing.
 		// DiscardOrphan waits for other writers of the upload and keeps the
 		// staging data if one of them has counted a chunk meanwhile.
-		s.DiscardOrphan(context.WithoutCancel(ctx), info.Key)
+		if _, derr := s.DiscardOrphan(context.WithoutCancel(ctx), info.Key); derr != nil {
+			logctx.From(ctx, nil).WarnContext(ctx, "could not discard the bytes of a refused first chunk; the sweeper will", "err", derr)
+		}
 	}
 	return ready, err
 }
@@ -113,8 +117,13 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready, 
 	if err != nil {
 		return false, fresh, ledgerErr(err)
 	}
-	if ready && s.OnReady != nil {
-		s.OnReady(info.Key)
+	log := logctx.From(ctx, nil)
+	log.DebugContext(ctx, "chunk counted", "chunk", n, "bytes", size)
+	if ready {
+		log.InfoContext(ctx, "upload ready", "chunks", info.TotalChunks, "size", info.TotalSize)
+		if s.OnReady != nil {
+			s.OnReady(info.Key)
+		}
 	}
 	return ready, fresh, nil
 }

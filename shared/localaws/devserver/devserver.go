@@ -112,7 +112,10 @@ Ctrl-C stops the server, MinIO and dynalite.
 `, ln.Addr(), servers.S3Endpoint, cfg.Bucket, localaws.AccessKey, localaws.SecretKey,
 		servers.DynamoDBEndpoint, cfg.Table, servers.CABundle)
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("flowgate dev listening", "url", "http://"+ln.Addr().String()+"/",
+		"s3", servers.S3Endpoint, "bucket", cfg.Bucket, "dynamodb", servers.DynamoDBEndpoint, "table", cfg.Table)
 	bg, stopBG := context.WithCancel(context.Background())
 	polled := make(chan struct{})
 	go func() { defer close(polled); poller.Run(bg) }()

@@ -58,7 +58,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "localaws: running; Ctrl-C stops both servers")
 		<-ctx.Done()
 	case "dev":
-		log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+		// JSON lines, as the Lambda functions and `make run` log.
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(envOr("FLOWGATE_LOG_LEVEL", "info"))); err != nil {
+			fail(fmt.Errorf("FLOWGATE_LOG_LEVEL: %w", err))
+		}
+		log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		slog.SetDefault(log)
 		if err := devserver.Run(ctx, os.Getenv, os.Stdout, log); err != nil {
 			fail(err)
 		}
