@@ -22,24 +22,13 @@ var binary, root string
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
+	var cleanup func()
 	var err error
-	if root, err = testproc.Root(); err != nil {
+	if binary, root, cleanup, err = testproc.BuildServer("faults"); err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "flowgate-faults-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "faults:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "flowgate")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := testproc.Build(ctx, root, "./cmd/flowgate", binary); err != nil {
-		fmt.Fprintln(os.Stderr, "faults:", err)
-		return 1
-	}
+	defer cleanup()
 	return m.Run()
 }
 

@@ -7,12 +7,9 @@
 package hostile
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/test/internal/testproc"
@@ -24,23 +21,12 @@ var binary, root string
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
+	var cleanup func()
 	var err error
-	if root, err = testproc.Root(); err != nil {
+	if binary, root, cleanup, err = testproc.BuildServer("hostile"); err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "flowgate-hostile-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hostile:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "flowgate")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := testproc.Build(ctx, root, "./cmd/flowgate", binary); err != nil {
-		fmt.Fprintln(os.Stderr, "hostile:", err)
-		return 1
-	}
+	defer cleanup()
 	return localaws.RunTests(m)
 }

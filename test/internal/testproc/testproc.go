@@ -404,3 +404,24 @@ func Port(addr string) int {
 	n, _ := strconv.Atoi(p)
 	return n
 }
+
+// BuildServer builds cmd/flowgate once for a test package's TestMain, into a
+// temporary directory that cleanup removes; root is the repository.
+func BuildServer(name string) (binary, root string, cleanup func(), err error) {
+	if root, err = Root(); err != nil {
+		return "", "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "flowgate-"+name+"-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	binary = filepath.Join(dir, "flowgate")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := Build(ctx, root, "./cmd/flowgate", binary); err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return binary, root, cleanup, nil
+}
