@@ -16,7 +16,7 @@ FUZZ_TARGETS := \
 FUZZ_TIME ?= 4s
 SOAK_TIME ?= 2m
 
-.PHONY: run dev test vet unit fuzz fuzz-short browser-test soak web deps aws-servers clean
+.PHONY: run dev test vet unit fuzz fuzz-short browser-test soak bench bench-quick web deps aws-servers clean
 
 ## run: build and start the embedded server at http://127.0.0.1:8080/ (data in ./data)
 run: web
@@ -57,6 +57,15 @@ browser-test: deps web
 soak: deps
 	$(GO) run ./test/soak -duration $(SOAK_TIME) -target local
 	$(GO) run ./test/soak -duration $(SOAK_TIME) -target dev
+
+## bench: throughput, latency, memory, completion time and AWS request cost, each against a ceiling
+## measured in the same run; prints the report and writes docs/benchmarks.md (under 10 minutes)
+bench: deps
+	$(GO) run ./bench -out docs/benchmarks.md
+
+## bench-quick: the same with small sizes (under a minute); what CI may run
+bench-quick: deps
+	$(GO) run ./bench -quick
 
 ## web: the demo page's copy of flow.js, from the pinned npm package
 web: web/vendor/flow.min.js

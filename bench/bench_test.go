@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary play the benchmark's server roles: the
+// harness re-executes its own binary to run them.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(runRole(role))
+	}
+	os.Exit(m.Run())
+}
+
+// smallest is the quick run's smallest scenario on a path.
+func smallest(t *testing.T, path string) Scenario {
+	t.Helper()
+	var best *Scenario
+	for _, sc := range scenarios(true) {
+		if sc.Path == path && (best == nil || sc.Bytes() < best.Bytes()) {
+			best = &sc
+		}
+	}
+	if best == nil {
+		t.Fatalf("the quick run has no %s scenario", path)
+	}
+	return *best
+}
+
+// TestHarness runs the quick mode's smallest scenario on each path, the
+// way `make bench-quick` does, and checks that the harness measured what
+// it says: every file read back with the right SHA-256 (Run fails
+// otherwise), and every number it reports positive.
+func TestHarness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers; skipped with -short")
+	}
+	for _, path := range []string{pathLocal, pathS3} {
+		t.Run(path, func(t *testing.T) {
+			sc := smallest(t, path)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			var log strings.Builder
+			rep, err := Run(ctx, Options{Quick: true, Scenarios: []Scenario{sc}, NoLambda: true, Log: &log, Verbose: true})
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, log.String())
+			}
+			if len(rep.Results) != 1 {
+				t.Fatalf("%d results, want 1\n%s", len(rep.Results), log.String())
+			}
+			r := rep.Results[0]
+			if r.Verified != sc.Files {
+				t.Errorf("%d of %d files verified", r.Verified, sc.Files)
+			}
+			positive := map[string]float64{
+				"MiB/s":                 r.MiBps,
+				"ceiling":               r.Ceiling,
+				"ratio":                 r.Ratio(),
+				"chunk p50":             float64(r.Stats.Percentile(50)),
+				"chunk p99":             float64(r.Stats.Percentile(99)),
+				"peak RSS":              float64(r.PeakRSS),
+				"last chunk → complete": float64(r.CompleteMax()),
+			}
+			if got := len(r.Stats.Latencies); got < sc.Chunks() {
+				t.Errorf("%d chunk latencies, want at least %d (one per chunk)", got, sc.Chunks())
+			}
+			if r.Stats.GETs < sc.Chunks() {
+				t.Errorf("%d test GETs, want one per chunk (%d)", r.Stats.GETs, sc.Chunks())
+			}
+			switch path {
+			case pathLocal:
+				positive["HTTP ceiling"] = r.HTTPCeil.MiBps
+				positive["disk ceiling"] = r.DiskCeil.MiBps
+				positive["page cache write"] = rep.Machine.PageCacheMiBps
+			case pathS3:
+				c := r.CostPerGiB()
+				positive["PutObject ceiling"] = r.PutCeil.MiBps
+				positive["S3 PUT-class requests"] = c.S3Tier1
+				positive["S3 GET-class requests"] = c.S3Tier2
+				positive["WRU per chunk"] = r.WRUPerChunk()
+				positive["RRU"] = c.RRU
+				positive["cost"] = c.Total
+				// Every chunk is stored once (PutObject) whatever the
+				// duplicates: the ledger turns the copies away.
+				if n := r.Counts.S3["PutObject"]; n < sc.Chunks() {
+					t.Errorf("%d PutObject requests for %d chunks", n, sc.Chunks())
+				}
+			}
+			for name, v := range positive {
+				if !(v > 0) {
+					t.Errorf("%s = %v, want > 0", name, v)
+				}
+			}
+			md := rep.Markdown()
+			for _, want := range []string{"## Machine", "## Targets", r.Label()} {
+				if !strings.Contains(md, want) {
+					t.Errorf("the report lacks %q", want)
+				}
+			}
+			if t.Failed() {
+				t.Logf("log:\n%s\nreport:\n%s", log.String(), md)
+			}
+		})
+	}
+}
+
+// TestPatternSource checks the generated files: deterministic, distinct
+// per file, and with no two chunks alike within a file.
+func TestPatternSource(t *testing.T) {
+	a, b := newSource(3*mib, 0), newSource(3*mib, 1)
+	if a.Sum() != newSource(3*mib, 0).Sum() {
+		t.Fatal("the same file hashed twice differs")
+	}
+	if a.Sum() == b.Sum() {
+		t.Fatal("two files have the same bytes")
+	}
+	c1, c2 := make([]byte, mib), make([]byte, mib)
+	a.ReadAt(c1, 0)
+	a.ReadAt(c2, mib)
+	if string(c1) == string(c2) {
+		t.Fatal("two chunks of a file have the same bytes")
+	}
+	// Reads at any offset agree with one long read.
+	whole := make([]byte, 3*mib)
+	if n, err := a.ReadAt(whole, 0); n != len(whole) || err != nil {
+		t.Fatalf("ReadAt = %d, %v", n, err)
+	}
+	part := make([]byte, 5000)
+	if n, err := a.ReadAt(part, 3*mib-5000); n != 5000 || err != nil || string(part) != string(whole[3*mib-5000:]) {
+		t.Fatalf("ReadAt at the end = %d, %v", n, err)
+	}
+	if n, err := a.ReadAt(part, 3*mib-100); n != 100 || err == nil {
+		t.Fatalf("ReadAt past the end = %d, %v; want 100, EOF", n, err)
+	}
+}
+
+// TestCost checks the cost formula on round numbers.
+func TestCost(t *testing.T) {
+	r := &Result{Scenario: Scenario{Files: 1, FileSize: gib, ChunkSize: 4 * mib}, Counts: &awsCounts{
+		S3:       map[string]int{"PutObject": 1000, "GetObject": 1000, "AbortMultipartUpload": 5},
+		DynamoDB: map[string]int{"PutItem": 500, "BatchGetItem": 10},
+		WRU:      1_000_000, RRU: 1_000_000,
+	}}
+	c := r.CostPerGiB()
+	want := 0.005 + 0.0004 + 0.625 + 0.125
+	if d := c.Total - want; d > 1e-9 || d < -1e-9 {
+		t.Fatalf("cost = %v, want %v", c.Total, want)
+	}
+	if c.S3Free != 5 || c.DDBWrites != 500 || c.DDBReads != 10 {
+		t.Fatalf("classes: %+v", c)
+	}
+	if got := r.WRUPerChunk(); got != 1_000_000/256.0 {
+		t.Fatalf("WRU per chunk = %v", got)
+	}
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// ceiling is a ceiling measurement: the better of the one just before the
+// scenario and the one just after it, so that a slow spell of the shared
+// machine during one of them does not lower the ceiling.
+type ceiling struct {
+	MiBps    float64
+	P50, P99 time.Duration // chunk latencies, when requests are involved
+	Wall     time.Duration
+	Runs     []float64 // MiB/s of each measurement, in order
+}
+
+// or merges a new measurement in: the faster one's numbers are kept.
+func (c ceiling) or(n ceiling) ceiling {
+	runs := append(append([]float64(nil), c.Runs...), n.MiBps)
+	if n.MiBps > c.MiBps {
+		c = n
+	}
+	c.Runs = runs
+	return c
+}
+
+// runLocal measures one scenario on the embedded server, with its HTTP and
+// disk ceilings measured just before it and again just after it.
+func (r *runner) runLocal(ctx context.Context, sc Scenario) (*Result, error) {
+	res := &Result{Scenario: sc}
+	files := makeFiles(sc, r.runID)
+	sums(files)
+	r.step("files generated and hashed")
+
+	ceilings := func(when string) error {
+		c, err := r.httpCeiling(ctx, sc, files)
+		if err != nil {
+			return fmt.Errorf("HTTP ceiling: %w", err)
+		}
+		res.HTTPCeil = res.HTTPCeil.or(c)
+		d, err := r.diskCeiling(sc, files)
+		if err != nil {
+			return fmt.Errorf("disk ceiling: %w", err)
+		}
+		res.DiskCeil = res.DiskCeil.or(d)
+		r.step("ceilings %s: HTTP %.0f MiB/s, disk %.0f MiB/s", when, c.MiBps, d.MiBps)
+		return nil
+	}
+	if err := ceilings("before"); err != nil {
+		return nil, err
+	}
+
+	dataDir := filepath.Join(r.tmp, "data-"+sc.ID)
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dataDir)
+	env := []string{
+		"FLOWGATE_DATA_DIR=" + dataDir,
+		"FLOWGATE_WEB_DIR=" + filepath.Join(r.tmp, "no-web"),
+		"FLOWGATE_LOG_LEVEL=warn",
+		"FLOWGATE_WEBHOOK_URL=" + r.events.URL,
+	}
+	bin, args := r.flowgateBin, []string(nil)
+	if r.opt.ProfileDir != "" {
+		bin = r.self
+		env = append(env, roleEnv+"="+roleLocalServer, profileEnv+"="+filepath.Join(r.opt.ProfileDir, sc.ID))
+	}
+	syncDisk()
+	srv, err := startServer(ctx, "flowgate", bin, args, env, r.tmp, filepath.Join(r.tmp, sc.ID+".log"))
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	r.step("server started")
+
+	run, err := uploadAll(ctx, srv.URL(), sc, files)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, srv.tail())
+	}
+	r.step("uploaded in %s", run.Wall().Round(time.Millisecond))
+	evs, err := r.events.wait(ctx, files, 60*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for completion: %w\n%s", err, srv.tail())
+	}
+	if res.PeakRSS, err = srv.PeakRSS(); err != nil {
+		return nil, err
+	}
+	if res.CPU, err = srv.CPUTime(); err != nil {
+		return nil, err
+	}
+	res.setUpload(run, evs)
+	r.step("all complete")
+	srv.stop() // the profile, if any, is written on the way out
+	r.step("complete; server stopped")
+
+	// Every finished file must be the file that was sent.
+	for i, f := range files {
+		path := filepath.Join(dataDir, filepath.FromSlash(evs[i].Location))
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("finished file of %s: %w", f.Name, err)
+		}
+		sum, n, err := hashReader(fh)
+		fh.Close()
+		if err != nil {
+			return nil, err
+		}
+		if n != f.Src.Size || sum != f.Sum {
+			return nil, fmt.Errorf("%s: the finished file (%d bytes) differs from the file sent (%d bytes)", f.Name, n, f.Src.Size)
+		}
+		res.Verified++
+	}
+	r.step("files verified")
+	os.RemoveAll(dataDir)
+	if err := ceilings("after"); err != nil {
+		return nil, err
+	}
+	res.Ceiling = min(res.HTTPCeil.MiBps, res.DiskCeil.MiBps)
+	res.CeilingName = "HTTP"
+	if res.DiskCeil.MiBps < res.HTTPCeil.MiBps {
+		res.CeilingName = "disk"
+	}
+	return res, nil
+}
+
+// httpCeiling sends the scenario's requests, exactly as to the server, to a
+// loopback server (this binary in the discard role, a process of its own)
+// that reads every body and drops it.
+func (r *runner) httpCeiling(ctx context.Context, sc Scenario, files []*benchFile) (ceiling, error) {
+	srv, err := startServer(ctx, "discard", r.self, nil, []string{roleEnv + "=" + roleDiscard}, r.tmp, filepath.Join(r.tmp, sc.ID+"-discard.log"))
+	if err != nil {
+		return ceiling{}, err
+	}
+	defer srv.stop()
+	run, err := uploadAll(ctx, srv.URL(), sc, files)
+	if err != nil {
+		return ceiling{}, err
+	}
+	return ceiling{
+		MiBps: mibps(sc.Bytes(), run.Wall()),
+		P50:   run.Stats.Percentile(50),
+		P99:   run.Stats.Percentile(99),
+		Wall:  run.Wall(),
+	}, nil
+}
+
+// diskCeiling writes the scenario's bytes, in writes of the chunk size (4
+// MiB at least), one after another to one new file in the temporary
+// directory (on the disk the server's data directory is on), with O_DIRECT,
+// and fsyncs it once at the end: the most favourable way to put those bytes
+// durably on that disk, which is what a ceiling must be. Through the page
+// cache it can be several times slower (on virtual disks with write-back
+// throttling, as here); that is measured once per run (pageCacheWrite), for
+// the record.
+func (r *runner) diskCeiling(sc Scenario, files []*benchFile) (ceiling, error) {
+	d, err := r.diskWrite(sc.ID, files, max(sc.ChunkSize, 4*mib), true)
+	if err != nil {
+		return ceiling{}, err
+	}
+	return ceiling{MiBps: mibps(sc.Bytes(), d), Wall: d}, nil
+}
+
+// pageCacheWrite is the disk ceiling's way through the page cache: size
+// bytes in 4 MiB writes, one fsync at the end.
+func (r *runner) pageCacheWrite(size int64) (float64, error) {
+	f := &benchFile{Src: newSource(size, 0)}
+	d, err := r.diskWrite("page-cache", []*benchFile{f}, 4*mib, false)
+	if err != nil {
+		return 0, err
+	}
+	return mibps(size, d), nil
+}
+
+// diskWrite writes the files' bytes to one new file and fsyncs it, and
+// returns how long that took.
+func (r *runner) diskWrite(name string, files []*benchFile, block int64, direct bool) (time.Duration, error) {
+	syncDisk()
+	path := filepath.Join(r.tmp, "disk-ceiling-"+name)
+	defer os.Remove(path)
+	// O_DIRECT wants buffers, offsets and lengths aligned to the block size.
+	const align = 4096
+	raw := make([]byte, block+align)
+	pad := int((align - uintptr(unsafe.Pointer(&raw[0]))%align) % align)
+	buf := raw[pad : pad+int(block)]
+	flags := os.O_CREATE | os.O_EXCL | os.O_WRONLY
+	if direct {
+		flags |= syscall.O_DIRECT
+	}
+	start := time.Now()
+	f, err := os.OpenFile(path, flags, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var written int64
+	for _, bf := range files {
+		for off := int64(0); off < bf.Src.Size; {
+			n, _ := bf.Src.ReadAt(buf, off)
+			off += int64(n)
+			if direct && n%align != 0 {
+				// An unaligned tail goes through the page cache.
+				tail, err := os.OpenFile(path, os.O_WRONLY, 0)
+				if err != nil {
+					return 0, err
+				}
+				_, err = tail.WriteAt(buf[:n], written)
+				if err == nil {
+					err = tail.Sync()
+				}
+				tail.Close()
+				if err != nil {
+					return 0, err
+				}
+				if _, err := f.Seek(int64(n), io.SeekCurrent); err != nil {
+					return 0, err
+				}
+			} else if _, err := f.Write(buf[:n]); err != nil {
+				return 0, err
+			}
+			written += int64(n)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// syncDisk flushes dirty pages left by the previous step, so that its
+// write-back does not land in the next measurement.
+func syncDisk() { syscall.Sync() }
+
+func mibps(bytes int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(bytes) / float64(mib) / d.Seconds()
+}

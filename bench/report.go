@@ -1,0 +1,409 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report is a run's results.
+type Report struct {
+	Quick             bool
+	Started, Finished time.Time
+	Machine           Machine
+	Results           []*Result
+	Zips              []zipSize
+	Cold              *coldStarts
+}
+
+func (rep *Report) byPath(path string) []*Result {
+	var out []*Result
+	for _, r := range rep.Results {
+		if r.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// target is one of the issue's targets and how this run did.
+type target struct {
+	Goal   string
+	Result string
+	Met    string // "yes", "no", or "not measured"
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// Targets evaluates the targets on what this run measured.
+func (rep *Report) Targets() []target {
+	var out []target
+	local, s3r := rep.byPath(pathLocal), rep.byPath(pathS3)
+	notMeasured := func(goal string) { out = append(out, target{goal, "—", "not measured"}) }
+
+	goal := "Local ingest ≥ 90% of the lower of the HTTP and disk ceilings"
+	if len(local) == 0 {
+		notMeasured(goal)
+	} else {
+		var parts []string
+		ok := true
+		for _, r := range local {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", r.short(), 100*r.Ratio()))
+			ok = ok && r.Ratio() >= 0.9
+		}
+		out = append(out, target{goal, strings.Join(parts, "; "), yesNo(ok)})
+	}
+
+	goal = "Local: last chunk → complete ≤ 100 ms for the 1 GiB file"
+	if single := filter(local, func(r *Result) bool { return r.Files == 1 }); len(single) == 0 {
+		notMeasured(goal)
+	} else {
+		var parts []string
+		ok := true
+		for _, r := range single {
+			parts = append(parts, fmt.Sprintf("%s %s", r.short(), ms(max(r.CompleteMax(), 0))))
+			ok = ok && r.CompleteMax() <= 100*time.Millisecond
+		}
+		out = append(out, target{goal, strings.Join(parts, "; "), yesNo(ok)})
+	}
+
+	goal = "Local: server peak RSS ≤ 64 MiB with 24 requests of 4 MiB in flight"
+	if many := filter(local, func(r *Result) bool { return r.InFlight() >= 24 && r.ChunkSize == 4*mib }); len(many) == 0 {
+		notMeasured(goal)
+	} else {
+		var parts []string
+		ok := true
+		for _, r := range many {
+			parts = append(parts, fmt.Sprintf("%s %s", r.short(), mibStr(r.PeakRSS)))
+			ok = ok && r.PeakRSS <= 64*mib
+		}
+		out = append(out, target{goal, strings.Join(parts, "; "), yesNo(ok)})
+	}
+
+	goal = "S3 path ingest ≥ 75% of the raw MinIO PutObject ceiling"
+	if len(s3r) == 0 {
+		notMeasured(goal)
+	} else {
+		var parts []string
+		ok := true
+		for _, r := range s3r {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", r.short(), 100*r.Ratio()))
+			ok = ok && r.Ratio() >= 0.75
+		}
+		out = append(out, target{goal, strings.Join(parts, "; "), yesNo(ok)})
+	}
+
+	goal = "S3 assembly ≥ 60% of the MinIO copy ceiling, peak RSS ≤ 160 MiB, for a 2 GiB file"
+	copies := filter(s3r, func(r *Result) bool { return r.Copy && r.Files == 1 && r.CopyCeil.MiBps > 0 })
+	if len(copies) == 0 {
+		notMeasured(goal)
+	} else {
+		largest := slices.MaxFunc(copies, func(a, b *Result) int { return int(a.FileSize>>20 - b.FileSize>>20) })
+		var parts []string
+		for _, r := range copies {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", r.short(), 100*r.AssemblyMiBps/r.CopyCeil.MiBps))
+		}
+		ratio := largest.AssemblyMiBps / largest.CopyCeil.MiBps
+		res := fmt.Sprintf("%s: %.0f%% (%.0f of %.0f MiB/s), peak RSS %s; all: %s",
+			largest.short(), 100*ratio, largest.AssemblyMiBps, largest.CopyCeil.MiBps, mibStr(largest.PeakRSS), strings.Join(parts, "; "))
+		met := yesNo(ratio >= 0.6 && largest.PeakRSS <= 160*mib)
+		if largest.FileSize < 2*gib {
+			met += " (file smaller than 2 GiB)"
+		}
+		out = append(out, target{goal, res, met})
+	}
+
+	goal = "DynamoDB ≤ 4 write units per chunk"
+	if len(s3r) == 0 {
+		notMeasured(goal)
+	} else {
+		var parts []string
+		okMulti, okSingle := true, true
+		for _, r := range s3r {
+			parts = append(parts, fmt.Sprintf("%s %.2f", r.short(), r.WRUPerChunk()))
+			if r.ChunksPerFile() > 1 {
+				okMulti = okMulti && r.WRUPerChunk() <= 4
+			} else {
+				okSingle = okSingle && r.WRUPerChunk() <= 4
+			}
+		}
+		met := yesNo(okMulti && okSingle)
+		if okMulti && !okSingle {
+			met = "yes for files of several chunks; **no** for one-chunk files (each upload's own writes: record, identity, ready, claim, result, published)"
+		}
+		out = append(out, target{goal, strings.Join(parts, "; "), met})
+	}
+
+	goal = "Cost ≤ $0.005 per GiB at 4 MiB chunks (S3 + DynamoDB requests)"
+	if four := filter(s3r, func(r *Result) bool { return r.ChunkSize == 4*mib }); len(four) == 0 {
+		notMeasured(goal)
+	} else {
+		var parts []string
+		ok := true
+		for _, r := range four {
+			c := r.CostPerGiB().Total
+			parts = append(parts, fmt.Sprintf("%s $%.4f", r.short(), c))
+			ok = ok && c <= 0.005
+		}
+		out = append(out, target{goal, strings.Join(parts, "; "), yesNo(ok)})
+	}
+	return out
+}
+
+func filter(rs []*Result, keep func(*Result) bool) []*Result {
+	var out []*Result
+	for _, r := range rs {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// short names a scenario compactly: "1 GiB/1 MiB/3", "8×128 MiB/4 MiB/3", "2,000×64 KiB".
+func (r *Result) short() string {
+	if r.Files == 1 {
+		return fmt.Sprintf("%s/%s/%d", size(r.FileSize), size(r.ChunkSize), r.Simultaneous)
+	}
+	if r.ChunksPerFile() == 1 {
+		return fmt.Sprintf("%s×%s", count(r.Files), size(r.FileSize))
+	}
+	return fmt.Sprintf("%s×%s/%s/%d", count(r.Files), size(r.FileSize), size(r.ChunkSize), r.Simultaneous)
+}
+
+// Markdown is the report as docs/benchmarks.md has it.
+func (rep *Report) Markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	mode := "full run"
+	cmd := "make bench"
+	if rep.Quick {
+		mode, cmd = "quick run (small sizes)", "make bench-quick"
+	}
+	p("# Benchmarks")
+	p("")
+	p("Written by `%s` (`go run ./bench`, see [`bench/`](../bench/)), %s, on %s; it took %s.",
+		cmd, mode, rep.Started.UTC().Format("2006-01-02 15:04 MST"), rep.Finished.Sub(rep.Started).Round(time.Second))
+	p("Every number is set against a ceiling measured in the same run on the same machine, just before the scenario")
+	p("and again just after it (the higher of the two counts): the machine is shared with other work, so absolute")
+	p("numbers vary from run to run and the ratios are what to compare.")
+	p("")
+	p("## Machine")
+	p("")
+	m := rep.Machine
+	p("| | |")
+	p("| --- | --- |")
+	p("| CPU | %s, %d logical CPUs (nproc) |", m.CPU, m.NProc)
+	p("| memory | %.1f GiB |", float64(m.Memory)/float64(gib))
+	p("| disk (temporary directories, the servers' data) | %s |", m.Disk)
+	p("| OS | %s |", m.Kernel)
+	p("| Go | %s |", m.Go)
+	if m.AWS != "" {
+		p("| AWS stand-ins | %s |", m.AWS)
+	}
+	if m.PageCacheMiBps > 0 {
+		p("| disk write, %s in 4 MiB writes + one fsync | %.0f MiB/s through the page cache, %.0f MiB/s with O_DIRECT |", size(m.PageCacheBytes), m.PageCacheMiBps, m.DirectMiBps)
+	}
+	p("| load average (1, 5, 15 min) | %s at the start, %s at the end |", m.LoadStart, m.LoadEnd)
+	p("")
+
+	p("## Targets")
+	p("")
+	if rep.Quick {
+		p("A quick run uses small sizes, so these are indications only; the targets are defined on the full run's sizes.")
+		p("")
+	}
+	p("| target | this run | met |")
+	p("| --- | --- | --- |")
+	for _, t := range rep.Targets() {
+		p("| %s | %s | %s |", t.Goal, t.Result, t.Met)
+	}
+	p("")
+
+	if local := rep.byPath(pathLocal); len(local) > 0 {
+		p("## Embedded server (`cmd/flowgate`, directory store, bbolt ledger)")
+		p("")
+		p("| scenario | ingest MiB/s | HTTP ceiling MiB/s | disk ceiling MiB/s | ratio to the lower ceiling | chunk p50 / p99 | HTTP ceiling p50 / p99 | server peak RSS | server CPU | last chunk → complete |")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, r := range local {
+			p("| %s | %s | %s | %s | **%.0f%%** (%s) | %s / %s | %s / %s | %s | %.1f s | %s |",
+				r.Label(), rate(r.MiBps), rate(r.HTTPCeil.MiBps), rate(r.DiskCeil.MiBps), 100*r.Ratio(), r.CeilingName,
+				ms(r.Stats.Percentile(50)), ms(r.Stats.Percentile(99)), ms(r.HTTPCeil.P50), ms(r.HTTPCeil.P99),
+				mibStr(r.PeakRSS), r.CPU.Seconds(), r.completeStr())
+		}
+		p("")
+	}
+
+	if s3r := rep.byPath(pathS3); len(s3r) > 0 {
+		p("## AWS path (S3 chunk store and assembler, DynamoDB ledger) against MinIO and dynalite")
+		p("")
+		p("| scenario | ingest MiB/s | PutObject ceiling MiB/s | ratio | chunk p50 / p99 | PutObject p50 / p99 | server peak RSS | server CPU | last chunk → complete | assembly MiB/s | copy ceiling MiB/s | ratio |")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, r := range s3r {
+			asm, cc, cr := "—", "—", "—"
+			if r.AssemblyMiBps > 0 {
+				asm = rate(r.AssemblyMiBps)
+			}
+			if r.CopyCeil.MiBps > 0 {
+				cc = rate(r.CopyCeil.MiBps)
+				if r.AssemblyMiBps > 0 {
+					cr = fmt.Sprintf("**%.0f%%**", 100*r.AssemblyMiBps/r.CopyCeil.MiBps)
+				}
+			}
+			p("| %s | %s | %s | **%.0f%%** | %s / %s | %s / %s | %s | %.1f s | %s | %s | %s | %s |",
+				r.Label(), rate(r.MiBps), rate(r.PutCeil.MiBps), 100*r.Ratio(),
+				ms(r.Stats.Percentile(50)), ms(r.Stats.Percentile(99)), ms(r.PutCeil.P50), ms(r.PutCeil.P99),
+				mibStr(r.PeakRSS), r.CPU.Seconds(), r.completeStr(), asm, cc, cr)
+		}
+		p("")
+		p("### Requests and cost per GiB")
+		p("")
+		p("| scenario | S3 PUT/COPY/POST/LIST | S3 GET/HEAD | S3 free (DELETE, abort) | DynamoDB writes | WRU | reads | RRU | WRU per chunk | $ per GiB |")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, r := range s3r {
+			c := r.CostPerGiB()
+			p("| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | **%.2f** | **$%.5f** (S3 $%.5f + DynamoDB $%.5f) |",
+				r.Label(), c.S3Tier1, c.S3Tier2, c.S3Free, c.DDBWrites, c.WRU, c.DDBReads, c.RRU, r.WRUPerChunk(), c.Total, c.S3Dollars, c.DDBDollars)
+		}
+		p("")
+		p("Counts are per GiB of files, for the whole life of the uploads: test GETs, chunk POSTs (duplicates included),")
+		p("assembly, completion. The cost is")
+		p("")
+		p("```")
+		p("$/GiB = ( S3 PUT/COPY/POST/LIST × $0.005 / 1,000      S3 Standard request prices")
+		p("        + S3 GET/HEAD          × $0.0004 / 1,000     (DELETE and abort are free)")
+		p("        + WRU                  × $0.625 / 1,000,000  DynamoDB on-demand write request units")
+		p("        + RRU                  × $0.125 / 1,000,000  DynamoDB on-demand read request units")
+		p("        ) / GiB of files")
+		p("```")
+		p("")
+		p("with AWS list prices for %s written down by hand when this benchmark was written, not fetched: check them", priceRegion)
+		p("before relying on the dollars. DeleteObjects (a POST, one per 1,000 chunks) is counted with the PUT class to be")
+		p("safe. WRU and RRU are what dynalite reports for each request (`ReturnConsumedCapacity: TOTAL`, DynamoDB's rules:")
+		p("one WRU per started KB of the larger of the old and new item, one RRU per started 4 KB of a strongly consistent")
+		p("read); a write refused by its condition reports nothing but is billed, so it is counted as one WRU (every")
+		p("flowgate item is under 1 KB). Not included: storage, data transfer, Lambda, API Gateway (REST API: $3.50 per")
+		p("million requests, i.e. about $0.0018 per GiB at 4 MiB chunks with test GETs on).")
+		p("")
+		p("Operations per chunk (and each one's median round trip from the server), by scenario:")
+		p("")
+		for _, r := range s3r {
+			if r.Counts == nil {
+				continue
+			}
+			var s3ops, ddbops []string
+			for _, o := range opsPerChunk(r.Counts, "S3", r.Counts.S3, r.Chunks()) {
+				s3ops = append(s3ops, fmt.Sprintf("%s %.3g (%s)", o.Op, o.PerChunk, ms(o.P50)))
+			}
+			for _, o := range opsPerChunk(r.Counts, "DynamoDB", r.Counts.DynamoDB, r.Chunks()) {
+				ddbops = append(ddbops, fmt.Sprintf("%s %.3g (%s)", o.Op, o.PerChunk, ms(o.P50)))
+			}
+			p("- %s (%s chunks): S3 %s; DynamoDB %s; refused conditional writes %.3g.", r.Label(), count(r.Chunks()),
+				strings.Join(s3ops, ", "), strings.Join(ddbops, ", "), float64(r.Counts.ConditionFailed)/float64(r.Chunks()))
+		}
+		p("")
+	}
+
+	if len(rep.Zips) > 0 || rep.Cold != nil {
+		p("## Lambda functions")
+		p("")
+		if len(rep.Zips) == 0 {
+			p("Zip sizes are measured by the full run only (they need a cross-build of every function).")
+			p("")
+		}
+	}
+	if len(rep.Zips) > 0 {
+		p("Built as SAM builds them: `GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags='-s -w'`, the `bootstrap` zipped (deflate).")
+		p("")
+		p("| function | bootstrap | zip |")
+		p("| --- | ---: | ---: |")
+		for _, z := range rep.Zips {
+			p("| `functions/%s` | %.1f MiB | %.1f MiB |", z.Function, float64(z.Bootstrap)/float64(mib), float64(z.Zip)/float64(mib))
+		}
+		p("")
+	}
+	if c := rep.Cold; c != nil {
+		p("Upload function cold start, %d runs, each a new process (built with the same flags for %s) whose Lambda runtime", c.Runs, c.Arch)
+		p("client talks to an emulated runtime API (`/2018-06-01/runtime/invocation/next` and `/response`, served by the")
+		p("benchmark); the event is a flow.js test GET of an unknown upload, answered 204 after reading the ledger on dynalite:")
+		p("")
+		p("| | median | min | max |")
+		p("| --- | ---: | ---: | ---: |")
+		p("| process start → first `invocation/next` (init: configuration, SDK clients) | %s | %s | %s |", ms(median(c.Init)), ms(slices.Min(c.Init)), ms(slices.Max(c.Init)))
+		p("| process start → first event's response | %s | %s | %s |", ms(median(c.First)), ms(slices.Min(c.First)), ms(slices.Max(c.First)))
+		p("")
+		p("On AWS, Lambda's own part of a cold start (fetching the zip, starting the micro-VM) comes on top, and the first")
+		p("DynamoDB request opens a TLS connection that the local dynalite (plain HTTP) does not need.")
+		p("")
+	}
+
+	p("## How it is measured")
+	p("")
+	p("- **Client**: `shared/flowclient`, which behaves like flow.js 2.x: a test GET before each chunk (`testChunks: true`),")
+	p("  multipart POSTs, `forceChunkSize: true`, chunks in random order, %.0f%% of chunks sent twice (half of those with", 100*duplicates)
+	p("  both copies in flight at once). \"N simultaneous\" is flow.js's `simultaneousUploads` per file; several files")
+	p("  \"at once\" are separate clients (tabs, users) each with their own N. Files are generated in memory (a random block")
+	p("  rotated per file, so no two chunks are alike) and every finished file is read back and its SHA-256 compared.")
+	p("- **Ingest MiB/s**: file bytes (MiB = 2^20 bytes; duplicates not counted) over the time from the first request to")
+	p("  the last chunk's response. **Chunk p50 / p99**: latency of every successful chunk POST, as the client saw it.")
+	p("- **Ceilings** are each measured just before the scenario and again just after it; the higher counts, so that")
+	p("  a slow spell of the shared machine during one measurement does not flatter the ratio.")
+	p("- **HTTP ceiling**: the same client, with the same options and seeds (so the same requests, duplicates and test")
+	p("  GETs), against a loopback server of its own process that reads each body to the end and drops it.")
+	p("- **Disk ceiling**: the same bytes written in order, in writes of the chunk size (4 MiB at least), to one new")
+	p("  file on the disk the server's data directory is on, with `O_DIRECT` and **one fsync at the end**: the most")
+	p("  favourable way to make them durable on that disk (the server fsyncs every chunk before acknowledging it).")
+	p("  `O_DIRECT` because through the page cache the same write is several times slower on this virtual disk")
+	p("  (virtio, write-back throttling on), so slow that the server beat it: %s.", rep.Machine.pageCacheNote())
+	p("  `sync` runs before each measurement so that earlier write-back does not land in it.")
+	p("- **PutObject ceiling**: each chunk (same bytes, same sizes) sent with the SDK's `PutObject`, streamed with a CRC32")
+	p("  trailer as the chunk store sends them, with as many requests in flight as the scenario's client.")
+	p("- **Copy ceiling** (assembly): the chunk objects the PutObject ceiling left are read back and streamed into one")
+	p("  multipart upload, in parts of the chunk store's default size (16 MiB) with its default concurrency (4), then")
+	p("  completed: what assembly must do with chunks under 5 MiB, without the ledger, the checks or the cleanup.")
+	p("- **Last chunk → complete**: from the last chunk's response at the client to the moment the server recorded the")
+	p("  upload complete (the `completedAt` of its \"Upload Completed\" event, received by webhook; the same clock). For")
+	p("  several files, the median and the largest over files. It can be 0 when assembly finished before the last")
+	p("  response reached the client. **Assembly MiB/s** is the file size over that time.")
+	p("- **Server peak RSS**: `VmHWM` from `/proc/<pid>/status` of the server process, started fresh for each scenario;")
+	p("  **server CPU**: its user + system time from `/proc/<pid>/stat`, from start to the last file complete.")
+	p("  The embedded server is the `go build` of `./cmd/flowgate`, run with `FLOWGATE_LOG_LEVEL=warn`. The AWS path")
+	p("  runs as one process (the benchmark binary in a server role): `awsdeploy` wiring as in the upload function (S3")
+	p("  chunk store, DynamoDB ledger, the same HTTP handler) served over plain HTTP without the API Gateway envelope, and")
+	p("  the assembler function's stream handler fed directly as each upload becomes ready (dynalite has no streams; on AWS")
+	p("  the stream's delivery delay comes on top), up to 8 assemblies at once.")
+	p("- S3 and DynamoDB requests are counted by SDK middleware in that process, per HTTP attempt (retries included).")
+	return b.String()
+}
+
+// rate writes MiB/s: a decimal under 10.
+func rate(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// pageCacheNote says what the one-off page-cache measurement found.
+func (m Machine) pageCacheNote() string {
+	if m.PageCacheMiBps <= 0 {
+		return "not measured in this run"
+	}
+	return fmt.Sprintf("%s written through the page cache with one fsync took %.0f MiB/s in this run, with O_DIRECT %.0f MiB/s",
+		size(m.PageCacheBytes), m.PageCacheMiBps, m.DirectMiBps)
+}
+
+// completeStr is the last chunk -> complete column: one value, or the median
+// and the largest over files.
+func (r *Result) completeStr() string {
+	if len(r.ToComplete) == 1 {
+		return ms(max(r.ToComplete[0], 0))
+	}
+	return fmt.Sprintf("%s / %s", ms(max(r.CompleteP50(), 0)), ms(max(r.CompleteMax(), 0)))
+}
