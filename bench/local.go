@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/flowgate/flowgate/shared/upload"
 )
 
 // ceiling is a ceiling measurement: the better of the one just before the
@@ -81,22 +83,10 @@ func (r *runner) runLocal(ctx context.Context, sc Scenario) (*Result, error) {
 	defer srv.stop()
 	r.step("server started")
 
-	run, err := uploadAll(ctx, srv.URL(), sc, files)
+	evs, err := r.uploadAndMeasure(ctx, srv, sc, files, res, 60*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, srv.tail())
-	}
-	r.step("uploaded in %s", run.Wall().Round(time.Millisecond))
-	evs, err := r.events.wait(ctx, files, 60*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("waiting for completion: %w\n%s", err, srv.tail())
-	}
-	if res.PeakRSS, err = srv.PeakRSS(); err != nil {
 		return nil, err
 	}
-	if res.CPU, err = srv.CPUTime(); err != nil {
-		return nil, err
-	}
-	res.setUpload(run, evs)
 	r.step("all complete")
 	srv.stop() // the profile, if any, is written on the way out
 	r.step("complete; server stopped")
@@ -246,4 +236,27 @@ func mibps(bytes int64, d time.Duration) float64 {
 		return 0
 	}
 	return float64(bytes) / float64(mib) / d.Seconds()
+}
+
+// uploadAndMeasure uploads the scenario's files to srv, waits up to wait for
+// every completion event, records the upload, the server's peak RSS and its
+// CPU time in res, and returns the events in the order of files.
+func (r *runner) uploadAndMeasure(ctx context.Context, srv *child, sc Scenario, files []*benchFile, res *Result, wait time.Duration) ([]upload.Event, error) {
+	run, err := uploadAll(ctx, srv.URL(), sc, files)
+	if err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, srv.tail())
+	}
+	r.step("uploaded in %s", run.Wall().Round(time.Millisecond))
+	evs, err := r.events.wait(ctx, files, wait)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for completion: %w\n%s", err, srv.tail())
+	}
+	if res.PeakRSS, err = srv.PeakRSS(); err != nil {
+		return nil, err
+	}
+	if res.CPU, err = srv.CPUTime(); err != nil {
+		return nil, err
+	}
+	res.setUpload(run, evs)
+	return evs, nil
 }

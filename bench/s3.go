@@ -147,22 +147,10 @@ func (r *runner) runS3(ctx context.Context, sc Scenario) (*Result, error) {
 	}
 	r.step("server started")
 
-	run, err := uploadAll(ctx, srv.URL(), sc, files)
+	evs, err := r.uploadAndMeasure(ctx, srv, sc, files, res, 3*time.Minute)
 	if err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, srv.tail())
-	}
-	r.step("uploaded in %s", run.Wall().Round(time.Millisecond))
-	evs, err := r.events.wait(ctx, files, 3*time.Minute)
-	if err != nil {
-		return nil, fmt.Errorf("waiting for completion: %w\n%s", err, srv.tail())
-	}
-	if res.PeakRSS, err = srv.PeakRSS(); err != nil {
 		return nil, err
 	}
-	if res.CPU, err = srv.CPUTime(); err != nil {
-		return nil, err
-	}
-	res.setUpload(run, evs)
 	var counts awsCounts
 	if err := getJSON(ctx, srv.URL()+"/bench/counters", &counts); err != nil {
 		return nil, err
