@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/flowgate/flowgate/shared/upload"
 )
@@ -38,6 +39,10 @@ type Store struct {
 
 	mu     sync.Mutex
 	syncer map[string]*groupSync // per staging file, while it has writers
+
+	// buffered is set once the file system has refused O_DIRECT (see
+	// chunkwrite.go); chunks then go through the page cache.
+	buffered atomic.Bool
 }
 
 // New creates the directory layout under root.
@@ -49,9 +54,6 @@ func New(root string) (*Store, error) {
 	}
 	return &Store{root: root, syncer: map[string]*groupSync{}}, nil
 }
-
-// copyBuffers are reused across requests so memory stays flat under load.
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // PutChunk writes the chunk at its offset in the staging file and syncs it.
 func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
@@ -69,11 +71,7 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 	}
 	defer f.Close()
 	off, _ := info.ChunkBounds(n)
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	// io.CopyBuffer would hand r to the writer's ReadFrom if it had one; an
-	// OffsetWriter has none, so the pooled buffer is what is used.
-	if _, err := io.CopyBuffer(io.NewOffsetWriter(f, off), onlyReader{r}, *buf); err != nil {
+	if err := s.writeChunk(f, path, off, r); err != nil {
 		return err
 	}
 	// The chunk is counted right after this returns; it must survive a crash
@@ -221,7 +219,3 @@ func validKey(k string) bool {
 	}
 	return true
 }
-
-// onlyReader hides any WriterTo of the source, so copies go through the
-// pooled buffer.
-type onlyReader struct{ io.Reader }

@@ -1,0 +1,111 @@
+package dirstore
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// Chunk bytes are written with O_DIRECT where the file system allows it.
+//
+// Through the page cache every byte is copied into a freshly allocated page
+// and written back later by the kernel; on the virtual disks this server
+// typically runs on, that costs several seconds of CPU per GiB and write-back
+// throttling on top, and the server fsyncs every chunk anyway, so the cache
+// buys nothing: the finished file is renamed, never read back. With O_DIRECT
+// the bytes go from our buffer to the device. (Measured on the 2-core machine
+// of docs/benchmarks.md: 1 GiB in 1 MiB chunks, fdatasync after each, took
+// 4.7 s of system CPU buffered and 0.5 s direct.)
+//
+// O_DIRECT wants the buffer, the file offset and the length aligned to the
+// device's logical block size. Chunks start at (n-1) * chunkSize, which is
+// aligned for the usual power-of-two chunk sizes; every full buffer is
+// written directly, and what does not fill a block (the end of the file) goes
+// through the page cache. The fsync that follows covers both.
+
+const (
+	// directAlign is the alignment used for O_DIRECT: 4096 is the largest
+	// logical block size in common use, and a multiple of the smaller ones.
+	directAlign = 4096
+	// writeBuffer is how much of a chunk is read before it is written: large
+	// enough that a direct write is efficient (1 MiB writes took a third less
+	// time than 256 KiB ones), small enough that many requests in flight stay
+	// cheap (24 at once hold 24 MiB).
+	writeBuffer = 1 << 20
+)
+
+// writeBuffers are aligned for O_DIRECT and reused across requests, so memory
+// stays flat under load.
+var writeBuffers = sync.Pool{New: func() any {
+	b := make([]byte, writeBuffer+directAlign)
+	skip := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))%directAlign)) % directAlign
+	b = b[skip : skip+writeBuffer]
+	return &b
+}}
+
+// openDirect opens path for writing with O_DIRECT; a variable so that tests
+// can play a file system without it.
+var openDirect = openDirectFile
+
+// writeChunk copies r into f at off, directly where it can. path is f's path,
+// for the second, O_DIRECT descriptor.
+func (s *Store) writeChunk(f *os.File, path string, off int64, r io.Reader) error {
+	buf := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(buf)
+
+	var direct *os.File
+	if !s.buffered.Load() && off%directAlign == 0 {
+		d, err := openDirect(path)
+		switch {
+		case err == nil:
+			direct = d
+			defer d.Close()
+		case errors.Is(err, syscall.EINVAL) || errors.Is(err, errors.ErrUnsupported):
+			s.buffered.Store(true) // this file system has no O_DIRECT
+		}
+		// Any other error: this chunk goes through the page cache, the next
+		// one tries again.
+	}
+	for {
+		n, rerr := io.ReadFull(r, *buf)
+		if n > 0 {
+			if err := s.writeAt(f, direct, (*buf)[:n], off); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return nil // the end of the chunk (the caller checks its length)
+		default:
+			return rerr
+		}
+	}
+}
+
+// writeAt writes p at off: its whole blocks through direct if set, the rest
+// through f.
+func (s *Store) writeAt(f, direct *os.File, p []byte, off int64) error {
+	if whole := len(p) &^ (directAlign - 1); direct != nil && whole > 0 && !s.buffered.Load() {
+		_, err := direct.WriteAt(p[:whole], off)
+		switch {
+		case err == nil:
+			p, off = p[whole:], off+int64(whole)
+		case errors.Is(err, syscall.EINVAL):
+			// Opened, but refused at the first write (some file systems
+			// check only then): write through the page cache from now on.
+			s.buffered.Store(true)
+		default:
+			return err
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	_, err := f.WriteAt(p, off)
+	return err
+}
