@@ -1,8 +1,8 @@
 // Package boltledger is the embedded Ledger: one bbolt database file.
 //
 // bbolt gives real transactions, so counting is simply "if chunk n is not
-// marked, mark it and add one" inside one transaction; concurrent chunk
-// requests share a commit (and its fsync) through DB.Batch. Layout:
+// marked, mark it and add one" inside one transaction; concurrent writes
+// share a commit (and its fsync) through groupCommit. Layout:
 //
 //	uploads/<key>/_meta       JSON upload.Record
 //	uploads/<key>/<n, 4 bytes big-endian>   present when chunk n is counted
@@ -36,8 +36,9 @@ var (
 
 // Ledger is an upload.Ledger and upload.Scanner on bbolt.
 type Ledger struct {
-	db  *bolt.DB
-	now func() time.Time
+	db     *bolt.DB
+	writes groupCommit
+	now    func() time.Time
 }
 
 // Open opens (or creates) the database at path and releases assemblies that
@@ -47,10 +48,7 @@ func Open(path string) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
-	// Concurrent counts share a commit (and its fsync) through Batch; the
-	// default 10 ms wait for company would be most of a small chunk's time.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	l := &Ledger{db: db, now: time.Now}
+	l := &Ledger{db: db, writes: groupCommit{db: db}, now: time.Now}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketIdentities); err != nil {
 			return err
@@ -103,8 +101,8 @@ func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (state upl
 }
 
 func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (ready bool, err error) {
-	// Batch may run the function more than once; it decides afresh each time.
-	err = l.db.Batch(func(tx *bolt.Tx) error {
+	// The function may run more than once; it decides afresh each time.
+	err = l.writes.do(func(tx *bolt.Tx) error {
 		ready = false
 		if err := checkIdentity(tx, info); err != nil {
 			return err
@@ -235,7 +233,7 @@ var errNoChange = errors.New("no change")
 
 // update applies fn to the record of key in one transaction.
 func (l *Ledger) update(key string, fn func(*upload.Record) error) error {
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	err := l.writes.do(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUploads).Bucket([]byte(key))
 		if b == nil {
 			return upload.ErrNotFound
