@@ -70,7 +70,7 @@ func LoadLocal(getenv func(string) string) (Local, error) {
 		Common:          e.Common(64 << 20),
 		Expiry:          e.Duration("FLOWGATE_EXPIRY", 24*time.Hour),
 		SweepInterval:   e.Duration("FLOWGATE_SWEEP_INTERVAL", 10*time.Minute),
-		Workers:         e.Int("FLOWGATE_ASSEMBLY_WORKERS", 2),
+		Workers:         e.Int("FLOWGATE_ASSEMBLY_WORKERS", 8),
 		WebhookURL:      e.String("FLOWGATE_WEBHOOK_URL", ""),
 		WebhookSecret:   e.String("FLOWGATE_WEBHOOK_SECRET", ""),
 		ShutdownTimeout: e.Duration("FLOWGATE_SHUTDOWN_TIMEOUT", 30*time.Second),

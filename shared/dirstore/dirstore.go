@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/flowgate/flowgate/shared/upload"
@@ -37,8 +36,10 @@ const (
 type Store struct {
 	root string
 
-	mu     sync.Mutex
-	syncer map[string]*groupSync // per staging file, while it has writers
+	// Writers of the same staging file share fsyncs, and so do those of
+	// the same directory (every new upload adds to staging/, every finished
+	// one to files/).
+	files, dirs syncGroups
 
 	// buffered is set once the file system has refused O_DIRECT (see
 	// chunkwrite.go); chunks then go through the page cache.
@@ -52,7 +53,7 @@ func New(root string) (*Store, error) {
 			return nil, fmt.Errorf("dirstore: %w", err)
 		}
 	}
-	return &Store{root: root, syncer: map[string]*groupSync{}}, nil
+	return &Store{root: root}, nil
 }
 
 // PutChunk writes the chunk at its offset in the staging file and syncs it.
@@ -76,36 +77,16 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 	}
 	// The chunk is counted right after this returns; it must survive a crash
 	// of the machine, not only of the process.
-	if err := s.sync(info.Key, f); err != nil {
+	if err := s.files.sync(info.Key, f); err != nil {
 		return err
 	}
 	if created {
 		// A new file is only durable once its directory entry is.
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := s.syncDir(filepath.Dir(path)); err != nil {
 			return err
 		}
 	}
 	return f.Close()
-}
-
-// sync makes the staging file durable, sharing the fsync with the other
-// writers of the same upload.
-func (s *Store) sync(key string, f *os.File) error {
-	s.mu.Lock()
-	g := s.syncer[key]
-	if g == nil {
-		g = &groupSync{}
-		s.syncer[key] = g
-	}
-	g.refs++
-	s.mu.Unlock()
-	err := g.Sync(f)
-	s.mu.Lock()
-	if g.refs--; g.refs == 0 {
-		delete(s.syncer, key)
-	}
-	s.mu.Unlock()
-	return err
 }
 
 // Discard removes the staging file.
@@ -177,11 +158,12 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if err := os.Rename(staging, final); err != nil {
 		return upload.Result{}, err
 	}
-	if err := syncDir(dir); err != nil {
-		return upload.Result{}, err
-	}
-	if err := syncDir(filepath.Join(s.root, stagingDir)); err != nil {
-		return upload.Result{}, err
+	// The file's new entry, its directory's entry in files/, and its
+	// removal from staging/.
+	for _, d := range []string{dir, filepath.Join(s.root, filesDir), filepath.Join(s.root, stagingDir)} {
+		if err := s.syncDir(d); err != nil {
+			return upload.Result{}, err
+		}
 	}
 	return res, nil
 }
@@ -195,14 +177,14 @@ func (s *Store) stagingPath(key string) string {
 	return filepath.Join(s.root, stagingDir, key+partSuffix)
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
+// syncDir makes the entries added to or removed from dir durable.
+func (s *Store) syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	return s.dirs.sync(dir, d)
 }
 
 // validKey accepts the lowercase hex names the ledger makes, and nothing that

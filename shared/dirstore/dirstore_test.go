@@ -428,10 +428,7 @@ func TestConcurrentPutChunks(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("PutChunk: %v", err)
 	}
-	s.mu.Lock()
-	left := len(s.syncer)
-	s.mu.Unlock()
-	if left != 0 {
+	if left := s.files.active() + s.dirs.active(); left != 0 {
 		t.Fatalf("%d fsync groups left behind after every writer finished", left)
 	}
 	res, err := s.Assemble(ctx, rec)

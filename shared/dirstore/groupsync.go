@@ -58,3 +58,41 @@ func (g *groupSync) run(r *syncRound, f syncer) error {
 	close(r.done)
 	return r.err
 }
+
+// syncGroups keeps a groupSync per file (a staging file, a directory) while
+// someone is syncing it, so that every writer of the same file finds the
+// same one.
+type syncGroups struct {
+	mu sync.Mutex
+	m  map[string]*groupSync
+}
+
+// sync makes the file named name durable, sharing the fsync with the other
+// writers of that name; f is an open descriptor of it.
+func (s *syncGroups) sync(name string, f syncer) error {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string]*groupSync{}
+	}
+	g := s.m[name]
+	if g == nil {
+		g = &groupSync{}
+		s.m[name] = g
+	}
+	g.refs++
+	s.mu.Unlock()
+	err := g.Sync(f)
+	s.mu.Lock()
+	if g.refs--; g.refs == 0 {
+		delete(s.m, name)
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// active is how many files have a groupSync now.
+func (s *syncGroups) active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
