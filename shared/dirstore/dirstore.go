@@ -71,6 +71,11 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 		return err
 	}
 	defer f.Close()
+	if created {
+		if err := preallocate(f, info.TotalSize); err != nil {
+			return err
+		}
+	}
 	off, _ := info.ChunkBounds(n)
 	if err := s.writeChunk(f, path, off, r); err != nil {
 		return err
@@ -145,11 +150,18 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if err != nil {
 		return upload.Result{}, err
 	}
-	// Every chunk was counted, so the file has been written up to its end; a
-	// different size means storage lost or gained bytes behind our back.
+	// Every chunk was counted, so the file has its declared size (it was
+	// preallocated to it) and every byte has been written; anything else
+	// means storage lost or gained bytes behind our back.
 	if fi.Size() != rec.TotalSize {
 		return upload.Result{}, &upload.PermanentError{
 			Reason: fmt.Sprintf("assembled size %d differs from the declared %d bytes", fi.Size(), rec.TotalSize)}
+	}
+	if hole, err := firstHole(staging); err != nil {
+		return upload.Result{}, err
+	} else if hole < rec.TotalSize {
+		return upload.Result{}, &upload.PermanentError{
+			Reason: fmt.Sprintf("no bytes were ever written at offset %d of the assembled file", hole)}
 	}
 	dir := filepath.Dir(final)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
