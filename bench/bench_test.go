@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,8 @@ func TestHarness(t *testing.T) {
 			case pathLocal:
 				positive["HTTP ceiling"] = r.HTTPCeil.MiBps
 				positive["disk ceiling"] = r.DiskCeil.MiBps
+				positive["durable-chunk disk ceiling"] = r.DurableCeil.MiBps
+				positive["ratio to the durable-chunk disk ceiling"] = r.DurableRatio()
 				positive["page cache write"] = rep.Machine.PageCacheMiBps
 			case pathS3:
 				c := r.CostPerGiB()
@@ -106,6 +109,72 @@ func TestHarness(t *testing.T) {
 				t.Logf("log:\n%s\nreport:\n%s", log.String(), md)
 			}
 		})
+	}
+}
+
+// TestWriteChunksDurably checks that the durable-chunk disk ceiling writes
+// what it says: every file, chunk by chunk at the client's offsets, to a
+// file of its own, byte for byte, with a tail that does not fill a block and
+// with chunks at unaligned offsets.
+func TestWriteChunksDurably(t *testing.T) {
+	for _, sc := range []Scenario{
+		{ID: "tail", Files: 3, FileSize: 3*64*kib + 5000, ChunkSize: 64 * kib, Simultaneous: 2, Parallel: 2},
+		{ID: "unaligned", Files: 2, FileSize: 200 * kib, ChunkSize: 64*kib + 100, Simultaneous: 3, Parallel: 1},
+	} {
+		t.Run(sc.ID, func(t *testing.T) {
+			files := makeFiles(sc, "test")
+			sums(files)
+			chunks, err := fileChunks(sc, files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(chunks) != sc.Chunks() {
+				t.Fatalf("%d chunks, want %d", len(chunks), sc.Chunks())
+			}
+			dir := t.TempDir()
+			if _, err := writeChunksDurably(dir, chunks, sc.InFlight(), sc.ChunkSize); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range files {
+				fh, err := os.Open(filepath.Join(dir, f.Name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum, n, err := hashReader(fh)
+				fh.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != f.Src.Size || sum != f.Sum {
+					t.Errorf("%s: the file written (%d bytes) differs from the file (%d bytes)", f.Name, n, f.Src.Size)
+				}
+			}
+		})
+	}
+}
+
+// TestLocalTable checks that the local table puts each number in its
+// column, the durable-chunk disk ceiling and the ratio to it included, and
+// that the ratio the target uses stays against the lower ceiling.
+func TestLocalTable(t *testing.T) {
+	r := &Result{
+		Scenario:    Scenario{ID: "local-x", Path: pathLocal, Files: 1, FileSize: gib, ChunkSize: mib, Simultaneous: 3, Parallel: 1},
+		MiBps:       60,
+		HTTPCeil:    ceiling{MiBps: 200},
+		DiskCeil:    ceiling{MiBps: 100},
+		DurableCeil: ceiling{MiBps: 80},
+		Ceiling:     100,
+		CeilingName: "disk",
+	}
+	md := (&Report{Results: []*Result{r}}).Markdown()
+	for _, want := range []string{
+		"| disk ceiling MiB/s | disk, fsync per chunk MiB/s | ratio to it | ratio to the lower ceiling |",
+		"| " + r.Label() + " | 60 | 200 | 100 | 80 | 75% | **60%** (disk) |",
+		"- **Disk, fsync per chunk** (for the record;",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
 	}
 }
 

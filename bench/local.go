@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/flowgate/flowgate/shared/flowclient"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -34,7 +37,8 @@ func (c ceiling) or(n ceiling) ceiling {
 }
 
 // runLocal measures one scenario on the embedded server, with its HTTP and
-// disk ceilings measured just before it and again just after it.
+// disk ceilings (and the durable-chunk one, for the record) measured just
+// before it and again just after it.
 func (r *runner) runLocal(ctx context.Context, sc Scenario) (*Result, error) {
 	res := &Result{Scenario: sc}
 	files := makeFiles(sc, r.runID)
@@ -52,7 +56,12 @@ func (r *runner) runLocal(ctx context.Context, sc Scenario) (*Result, error) {
 			return fmt.Errorf("disk ceiling: %w", err)
 		}
 		res.DiskCeil = res.DiskCeil.or(d)
-		r.step("ceilings %s: HTTP %.0f MiB/s, disk %.0f MiB/s", when, c.MiBps, d.MiBps)
+		dc, err := r.durableChunkCeiling(sc, files)
+		if err != nil {
+			return fmt.Errorf("durable-chunk disk ceiling: %w", err)
+		}
+		res.DurableCeil = res.DurableCeil.or(dc)
+		r.step("ceilings %s: HTTP %.0f MiB/s, disk %.0f MiB/s, disk with an fdatasync per chunk %.0f MiB/s", when, c.MiBps, d.MiBps, dc.MiBps)
 		return nil
 	}
 	if err := ceilings("before"); err != nil {
@@ -175,11 +184,7 @@ func (r *runner) diskWrite(name string, files []*benchFile, block int64, direct 
 	syncDisk()
 	path := filepath.Join(r.tmp, "disk-ceiling-"+name)
 	defer os.Remove(path)
-	// O_DIRECT wants buffers, offsets and lengths aligned to the block size.
-	const align = 4096
-	raw := make([]byte, block+align)
-	pad := int((align - uintptr(unsafe.Pointer(&raw[0]))%align) % align)
-	buf := raw[pad : pad+int(block)]
+	buf := alignedBuffer(block)
 	flags := os.O_CREATE | os.O_EXCL | os.O_WRONLY
 	if direct {
 		flags |= syscall.O_DIRECT
@@ -195,7 +200,7 @@ func (r *runner) diskWrite(name string, files []*benchFile, block int64, direct 
 		for off := int64(0); off < bf.Src.Size; {
 			n, _ := bf.Src.ReadAt(buf, off)
 			off += int64(n)
-			if direct && n%align != 0 {
+			if direct && n%directAlign != 0 {
 				// An unaligned tail goes through the page cache.
 				tail, err := os.OpenFile(path, os.O_WRONLY, 0)
 				if err != nil {
@@ -225,6 +230,169 @@ func (r *runner) diskWrite(name string, files []*benchFile, block int64, direct 
 		return 0, err
 	}
 	return time.Since(start), nil
+}
+
+// durableChunkCeiling is the disk's own cost of what the server must do for
+// every chunk before acknowledging it: the scenario's chunks, cut as the
+// client cuts them, each written with O_DIRECT at its offset in a new file
+// per file (on the disk the server's data directory is on) and that file
+// fdatasynced, with as many chunks in flight as the scenario's client has.
+// It is for the record, not a ceiling the targets use: it tells how much of
+// the server's distance from the disk ceiling (one fsync at the end) the
+// disk itself charges for per-chunk durability, and how much is the server.
+func (r *runner) durableChunkCeiling(sc Scenario, files []*benchFile) (ceiling, error) {
+	chunks, err := fileChunks(sc, files)
+	if err != nil {
+		return ceiling{}, err
+	}
+	dir := filepath.Join(r.tmp, "durable-chunks-"+sc.ID)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return ceiling{}, err
+	}
+	defer os.RemoveAll(dir)
+	syncDisk()
+	d, err := writeChunksDurably(dir, chunks, sc.InFlight(), sc.ChunkSize)
+	if err != nil {
+		return ceiling{}, err
+	}
+	return ceiling{MiBps: mibps(sc.Bytes(), d), Wall: d}, nil
+}
+
+// fileChunk is one chunk of one file: bytes [Off, End) of File.
+type fileChunk struct {
+	File     *benchFile
+	Off, End int64
+}
+
+// fileChunks lists the files' chunks in file order, with the boundaries the
+// client uses for them (flowclient's geometry with the scenario's options).
+func fileChunks(sc Scenario, files []*benchFile) ([]fileChunk, error) {
+	var out []fileChunk
+	for _, f := range files {
+		g, err := flowclient.NewGeometry(sc.options(f.Index, f.ID), f.Src.Size, f.Name)
+		if err != nil {
+			return nil, err
+		}
+		for n := 1; n <= g.TotalChunks; n++ {
+			off, end := g.Bounds(n)
+			out = append(out, fileChunk{f, off, end})
+		}
+	}
+	return out, nil
+}
+
+// writeChunksDurably writes the chunks, inFlight at a time and taken in
+// order, each into the file under dir named as its file, and returns how
+// long that took. Each writer has an aligned buffer of chunkSize bytes.
+func writeChunksDurably(dir string, chunks []fileChunk, inFlight int, chunkSize int64) (time.Duration, error) {
+	queue := make(chan fileChunk, len(chunks))
+	for _, c := range chunks {
+		queue <- c
+	}
+	close(queue)
+	// Each file gets its blocks first, as the store reserves them ahead of
+	// the chunks: direct writes into allocated blocks run side by side,
+	// past the end of a file they wait for each other.
+	for _, c := range chunks {
+		if c.Off == 0 {
+			if err := preallocate(filepath.Join(dir, c.File.Name), c.File.Src.Size); err != nil {
+				return 0, err
+			}
+		}
+	}
+	errs := make(chan error, inFlight)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() {
+			buf := alignedBuffer(chunkSize)
+			for c := range queue {
+				p := buf[:c.End-c.Off]
+				c.File.Src.ReadAt(p, c.Off)
+				if err := writeDurably(filepath.Join(dir, c.File.Name), p, c.Off); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(start)
+	close(errs)
+	return d, <-errs // the first error, if any
+}
+
+// writeDurably writes p at off in the file at path (created if need be) and
+// fdatasyncs the file: the I/O the server's store does for a chunk. The
+// whole blocks go with O_DIRECT in one write; what does not fill a block
+// (the end of a file), or a chunk at an unaligned offset, goes through the
+// page cache, as in the store. p must be aligned (alignedBuffer).
+func writeDurably(path string, p []byte, off int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|syscall.O_DIRECT, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	whole := len(p) &^ (directAlign - 1)
+	if off%directAlign != 0 {
+		whole = 0
+	}
+	if whole > 0 {
+		if _, err := f.WriteAt(p[:whole], off); err != nil {
+			return err
+		}
+	}
+	if whole < len(p) {
+		if err := writeBuffered(path, p[whole:], off+int64(whole)); err != nil {
+			return err
+		}
+	}
+	// fdatasync through either descriptor flushes the file, page cache
+	// included.
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		return &os.PathError{Op: "fdatasync", Path: path, Err: err}
+	}
+	return f.Close()
+}
+
+// preallocate creates the file at path with blocks for size bytes.
+func preallocate(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if size > 0 {
+		if err := syscall.Fallocate(int(f.Fd()), 0, 0, size); err != nil && !errors.Is(err, syscall.EOPNOTSUPP) {
+			return &os.PathError{Op: "fallocate", Path: path, Err: err}
+		}
+	}
+	return f.Close()
+}
+
+// writeBuffered writes p at off in the file at path through the page cache.
+func writeBuffered(path string, p []byte, off int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(p, off); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// O_DIRECT wants buffers, offsets and lengths aligned to the device's
+// logical block size; 4096 is the largest in common use and a multiple of
+// the smaller ones.
+const directAlign = 4096
+
+// alignedBuffer is n bytes starting at a multiple of directAlign.
+func alignedBuffer(n int64) []byte {
+	raw := make([]byte, n+directAlign)
+	pad := int((directAlign - uintptr(unsafe.Pointer(&raw[0]))%directAlign) % directAlign)
+	return raw[pad : pad+int(n)]
 }
 
 // syncDisk flushes dirty pages left by the previous step, so that its

@@ -23,9 +23,11 @@
 //     against MinIO and dynalite started by package localaws, with every
 //     S3 and DynamoDB request counted through SDK middleware;
 //   - the ceilings: a loopback HTTP server that reads and discards the same
-//     requests, a raw sequential write of the same bytes to the same disk,
-//     raw PutObject of the same chunks to the same MinIO at the same
-//     concurrency, and a raw stream copy of the same bytes through MinIO;
+//     requests, a raw sequential write of the same bytes to the same disk
+//     (and, for the record, the same chunks written to it each with its
+//     own fdatasync, at the client's concurrency), raw PutObject of the
+//     same chunks to the same MinIO at the same concurrency, and a raw
+//     stream copy of the same bytes through MinIO;
 //   - the upload Lambda's cold start, against an emulated Lambda runtime
 //     API, and the zip size of every function built as SAM builds it.
 //

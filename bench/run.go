@@ -48,6 +48,9 @@ type Result struct {
 	HTTPCeil, DiskCeil, PutCeil, CopyCeil ceiling
 	Ceiling                               float64 // the ceiling the ratio uses, MiB/s
 	CeilingName                           string
+	// DurableCeil (local) is the disk with an fdatasync per chunk: for the
+	// record, never the ceiling the ratio uses.
+	DurableCeil ceiling
 
 	// S3 path only.
 	Counts        *awsCounts
@@ -60,6 +63,14 @@ func (r *Result) Ratio() float64 {
 		return 0
 	}
 	return r.MiBps / r.Ceiling
+}
+
+// DurableRatio is ingest throughput over the durable-chunk disk ceiling.
+func (r *Result) DurableRatio() float64 {
+	if r.DurableCeil.MiBps <= 0 {
+		return 0
+	}
+	return r.MiBps / r.DurableCeil.MiBps
 }
 
 func (r *Result) setUpload(run uploadRun, evs []upload.Event) {
