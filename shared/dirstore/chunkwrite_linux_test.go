@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"github.com/flowgate/flowgate/shared/upload"
 )
 
 // Chunk bytes really bypass the page cache: after the chunks of a file are
@@ -95,4 +97,44 @@ func residentPages(t *testing.T, path string) []bool {
 		out[i] = v&1 != 0
 	}
 	return out
+}
+
+// A client declaring a large file holds little more disk than it sends: at
+// most twice reserveAhead past it, however it picks its chunks. Sent in
+// order, the reservation moves along with the upload.
+func TestReserveIsBounded(t *testing.T) {
+	s, _ := newStore(t)
+	const mib = 1 << 20
+	allocated := func(rec upload.Record) int64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(s.stagingPath(rec.Key), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	put := func(rec upload.Record, n int) {
+		_, size := rec.ChunkBounds(n)
+		if err := s.PutChunk(context.Background(), rec.Info, n, bytes.NewReader(make([]byte, size))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Each chunk at the far end of what is reserved, then one far away.
+	greedy := record("greedy", 10<<30, mib, true)
+	chunks := []int{1, 64, 127, 190, 253, 316, 9000}
+	for _, n := range chunks {
+		put(greedy, n)
+	}
+	limit := int64(len(chunks))*mib + 2*reserveAhead + mib // a block or so of slack
+	if got := allocated(greedy); got > limit {
+		t.Fatalf("%d chunks of 1 MiB sent for a declared 10 GiB file hold %d MiB, want at most %d", len(chunks), got/mib, limit/mib)
+	}
+
+	inOrder := record("in-order", 10<<30, mib, true)
+	for n := 1; n <= 70; n++ {
+		put(inOrder, n)
+	}
+	if got := allocated(inOrder); got < 128*mib {
+		t.Fatalf("after 70 chunks in order, %d MiB are allocated; the reservation did not move along (want 128)", got/mib)
+	}
 }

@@ -10,14 +10,10 @@ func openDirectFile(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|syscall.O_DIRECT, 0)
 }
 
-// preallocate gives a new staging file its blocks and its final size at
-// once. Chunks then land inside the file on allocated blocks, which ext4 lets
-// several O_DIRECT writers do at the same time; a write past the end of the
-// file or into a hole takes the file's lock alone and waits for every other
-// direct write in flight. It also runs out of space on the first chunk rather
-// than halfway. A file system without fallocate goes without.
-func preallocate(f *os.File, size int64) error {
-	if size == 0 {
+// preallocate reserves blocks for [off, off+size) of f, growing the file to
+// cover them. A file system without fallocate goes without.
+func preallocate(f *os.File, off, size int64) error {
+	if size <= 0 {
 		return nil
 	}
 	c, err := f.SyscallConn()
@@ -25,7 +21,7 @@ func preallocate(f *os.File, size int64) error {
 		return err
 	}
 	var ferr error
-	if err := c.Control(func(fd uintptr) { ferr = syscall.Fallocate(int(fd), 0, 0, size) }); err != nil {
+	if err := c.Control(func(fd uintptr) { ferr = syscall.Fallocate(int(fd), 0, off, size) }); err != nil {
 		return err
 	}
 	if errors.Is(ferr, syscall.EOPNOTSUPP) || errors.Is(ferr, syscall.ENOSYS) {

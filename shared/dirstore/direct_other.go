@@ -11,7 +11,7 @@ import (
 // instead of O_DIRECT; not worth it for a development machine).
 func openDirectFile(string) (*os.File, error) { return nil, errors.ErrUnsupported }
 
-func preallocate(*os.File, int64) error { return nil }
+func preallocate(*os.File, int64, int64) error { return nil }
 
 // firstHole is the file's size where holes cannot be asked for.
 func firstHole(path string) (int64, error) {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/flowgate/flowgate/shared/upload"
@@ -41,6 +42,9 @@ type Store struct {
 	// one to files/).
 	files, dirs syncGroups
 
+	resMu        sync.Mutex
+	reservations map[string]*reservation // per staging file
+
 	// buffered is set once the file system has refused O_DIRECT (see
 	// chunkwrite.go); chunks then go through the page cache.
 	buffered atomic.Bool
@@ -53,7 +57,7 @@ func New(root string) (*Store, error) {
 			return nil, fmt.Errorf("dirstore: %w", err)
 		}
 	}
-	return &Store{root: root}, nil
+	return &Store{root: root, reservations: map[string]*reservation{}}, nil
 }
 
 // PutChunk writes the chunk at its offset in the staging file and syncs it.
@@ -71,12 +75,10 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 		return err
 	}
 	defer f.Close()
-	if created {
-		if err := preallocate(f, info.TotalSize); err != nil {
-			return err
-		}
+	off, size := info.ChunkBounds(n)
+	if err := s.reserve(f, info.Key, info.TotalSize, off, size); err != nil {
+		return err
 	}
-	off, _ := info.ChunkBounds(n)
 	if err := s.writeChunk(f, path, off, r); err != nil {
 		return err
 	}
@@ -99,6 +101,7 @@ func (s *Store) Discard(ctx context.Context, key string) error {
 	if !validKey(key) {
 		return fmt.Errorf("dirstore: invalid upload key")
 	}
+	s.forget(key)
 	err := os.Remove(s.stagingPath(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -150,9 +153,9 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if err != nil {
 		return upload.Result{}, err
 	}
-	// Every chunk was counted, so the file has its declared size (it was
-	// preallocated to it) and every byte has been written; anything else
-	// means storage lost or gained bytes behind our back.
+	// Every chunk was counted, so the file has its declared size and every
+	// byte of it has been written; anything else means storage lost or
+	// gained bytes behind our back.
 	if fi.Size() != rec.TotalSize {
 		return upload.Result{}, &upload.PermanentError{
 			Reason: fmt.Sprintf("assembled size %d differs from the declared %d bytes", fi.Size(), rec.TotalSize)}
@@ -170,6 +173,7 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if err := os.Rename(staging, final); err != nil {
 		return upload.Result{}, err
 	}
+	s.forget(rec.Key)
 	// The file's new entry, its directory's entry in files/, and its
 	// removal from staging/.
 	for _, d := range []string{dir, filepath.Join(s.root, filesDir), filepath.Join(s.root, stagingDir)} {

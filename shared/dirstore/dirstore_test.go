@@ -461,7 +461,7 @@ func holesVisible(t *testing.T, dir string) bool {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	if err := preallocate(f, 8192); err != nil {
+	if err := preallocate(f, 0, 8192); err != nil {
 		t.Fatal(err)
 	}
 	hole, err := firstHole(f.Name())
