@@ -11,30 +11,45 @@ import (
 
 // Workers run the assembly pipeline in-process: the embedded stand-in for
 // the DynamoDB stream that triggers the assembler Lambda on AWS. An upload is
-// queued once however often it is enqueued, and retried with backoff while
-// the pipeline reports an error.
+// queued once however often it is enqueued, never run by two workers at once,
+// and retried with backoff while the pipeline reports an error.
 type Workers struct {
-	pipeline *upload.Pipeline
+	pipeline Runner
 	n        int
 	log      *slog.Logger
 
 	mu      sync.Mutex
 	queue   []string
 	queued  map[string]bool
+	running map[string]bool // being run by a worker
+	again   map[string]bool // enqueued while running: queue it when the run ends
 	retries map[string]int
 	wake    chan struct{}
 }
 
-// NewWorkers makes n workers for the pipeline.
-func NewWorkers(p *upload.Pipeline, n int, log *slog.Logger) *Workers {
-	return &Workers{pipeline: p, n: n, log: log,
-		queued: map[string]bool{}, retries: map[string]int{}, wake: make(chan struct{}, 1)}
+// Runner is what the workers run for an upload: an *upload.Pipeline.
+type Runner interface {
+	Run(ctx context.Context, key string) error
 }
 
-// Enqueue asks for the upload to be taken through the pipeline.
+var _ Runner = (*upload.Pipeline)(nil)
+
+// NewWorkers makes n workers for the pipeline.
+func NewWorkers(p Runner, n int, log *slog.Logger) *Workers {
+	return &Workers{pipeline: p, n: n, log: log,
+		queued: map[string]bool{}, running: map[string]bool{}, again: map[string]bool{},
+		retries: map[string]int{}, wake: make(chan struct{}, 1)}
+}
+
+// Enqueue asks for the upload to be taken through the pipeline. An upload
+// being run is queued again when that run ends, not run twice at once: the
+// claim would let a second worker of this process in (the owner is the
+// process), and both would assemble it.
 func (w *Workers) Enqueue(key string) {
 	w.mu.Lock()
-	if !w.queued[key] {
+	if w.running[key] {
+		w.again[key] = true
+	} else if !w.queued[key] {
 		w.queued[key] = true
 		w.queue = append(w.queue, key)
 	}
@@ -72,6 +87,7 @@ func (w *Workers) next(ctx context.Context) (string, bool) {
 			key := w.queue[0]
 			w.queue = w.queue[1:]
 			delete(w.queued, key)
+			w.running[key] = true
 			w.mu.Unlock()
 			// Pass the wake-up on: there may be more for another worker.
 			select {
@@ -91,6 +107,14 @@ func (w *Workers) next(ctx context.Context) (string, bool) {
 
 func (w *Workers) work(ctx context.Context, key string) {
 	err := w.pipeline.Run(ctx, key)
+	w.mu.Lock()
+	delete(w.running, key)
+	again := w.again[key]
+	delete(w.again, key)
+	w.mu.Unlock()
+	if again && ctx.Err() == nil {
+		w.Enqueue(key)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err == nil || ctx.Err() != nil {
