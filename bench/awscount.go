@@ -27,7 +27,8 @@ import (
 //     item, a strongly consistent read one read unit per started 4 KB. A
 //     write refused by its condition returns no capacity but is billed on
 //     DynamoDB all the same; it is counted as 1 WRU, which holds for items
-//     up to 1 KB (every flowgate item is).
+//     up to 1 KB (every flowgate item is, but the record of an upload of
+//     many thousands of chunks, whose set of full shards grows).
 type awsCounter struct {
 	mu sync.Mutex
 	c  awsCounts

@@ -296,7 +296,7 @@ func attr(v types.AttributeValue) map[string]any {
 // writes (dynamoledger against dynalite, its writes turned into stream
 // records), lets through exactly the two kinds package streamassemble
 // handles: an upload record becoming ready (once per upload), and an
-// upload record being removed. Chunk and identity items, and upload records
+// upload record being removed. Shard and identity items, and upload records
 // receiving, assembling, complete or failed, are kept away.
 func TestStreamFilterOnLedgerRecords(t *testing.T) {
 	raw := readTemplate(t, "../template.yaml")
@@ -347,12 +347,10 @@ func TestStreamFilterOnLedgerRecords(t *testing.T) {
 	if gone, err := l.Forget(ctx, c.Key, clock.Now()); err != nil || !gone {
 		t.Fatalf("forget: %v %v", gone, err)
 	}
-	for _, n := range []int{2, 4} {
-		key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "U#" + c.Key},
-			"sk": &types.AttributeValueMemberS{Value: fmt.Sprintf("C#%08d", n)}}
-		if _, err := rec.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(rec.table), Key: key}); err != nil {
-			t.Fatal(err)
-		}
+	key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "U#" + c.Key},
+		"sk": &types.AttributeValueMemberS{Value: "S#000000"}} // its one shard
+	if _, err := rec.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(rec.table), Key: key}); err != nil {
+		t.Fatal(err)
 	}
 
 	kinds := map[string]int{}
@@ -380,7 +378,7 @@ func TestStreamFilterOnLedgerRecords(t *testing.T) {
 	}
 	// The run produced every kind of record, so the filter was tried on each.
 	for _, k := range []string{"INSERT META receiving", "MODIFY META receiving", "MODIFY META ready", "MODIFY META assembling",
-		"MODIFY META complete", "MODIFY META failed", "REMOVE META receiving", "INSERT C", "MODIFY C", "REMOVE C", "INSERT ID"} {
+		"MODIFY META complete", "MODIFY META failed", "REMOVE META receiving", "INSERT S", "MODIFY S", "REMOVE S", "INSERT ID"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %q record in the run (kinds: %v)", k, kinds)
 		}

@@ -338,7 +338,7 @@ func TestIAMCheckerCatches(t *testing.T) {
 			out := clone(sts)
 			for i := range out {
 				for j, a := range out[i].actions {
-					if a == "dynamodb:Query" {
+					if a == "dynamodb:BatchGetItem" {
 						out[i].actions = append(out[i].actions[:j:j], out[i].actions[j+1:]...)
 					}
 				}

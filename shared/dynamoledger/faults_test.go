@@ -32,10 +32,17 @@ import (
 // with that step failing (the call never reaches the server) and once
 // crashing right after it (the call succeeds, the request dies and the
 // client retries). It fails or crashes the step on several of its
-// occurrences, on top of crashes after two decrements in every run (so that
-// the over-count repair path is always exercised), while the client sends
-// a duplicate mid-upload, the last two chunks and a duplicate of the last
-// concurrently, and a late duplicate after the end.
+// occurrences, on top of two faults in every run that leave the crash
+// windows of the counting protocol open (a shard filled but not registered,
+// every shard registered but the upload not ready), while the client sends
+// three chunks at a time, a duplicate mid-upload, the chunks that fill the
+// first shard concurrently, one of them twice, and a late duplicate after
+// the end.
+//
+// The upload has two shards (130 chunks: 128 and 2). An earlier attempt at
+// it was abandoned and its record removed, leaving shards of an older
+// generation to replace, and the clock jumps twice mid-upload past the age
+// at which the ledger confirms its cached generation.
 //
 // Whatever happens, the upload must end complete, with the right bytes
 // (sha256), assembled exactly once (one CompleteMultipartUpload that
@@ -47,16 +54,21 @@ func TestCountingSurvivesFaultsAtEveryStep(t *testing.T) {
 
 	// A clean run (with the baseline crash) names every step there is.
 	clean := h.run(t, "clean", "", faults.Pass)
+	// Both windows were open, and closed by a resend each.
+	if n, calls := clean.Injected(), clean.Calls("ddb.UpdateItem:full"); n != 2 || calls < 4 {
+		t.Fatalf("the clean run injected %d faults and registered shards %d times; want the 2 baseline faults and 4 registrations at least", n, calls)
+	}
 	var steps []string
 	for step := range clean.AllCalls() {
 		steps = append(steps, step)
 	}
 	sort.Strings(steps)
 	for _, must := range []string{
-		"s3.PutObject", "ddb.BatchGetItem:lookup", "ddb.PutItem:ID", "ddb.PutItem:META", "ddb.PutItem:CHUNK",
-		"ddb.UpdateItem:decrement", "ddb.Query:verify", "ddb.UpdateItem:ready", "ddb.UpdateItem:repair",
-		"ddb.UpdateItem:counted", "ddb.UpdateItem:claim", "s3.CreateMultipartUpload", "s3.UploadPart",
-		"s3.CompleteMultipartUpload", "s3.DeleteObjects", "ddb.UpdateItem:complete", "ddb.UpdateItem:published",
+		"s3.PutObject", "ddb.BatchGetItem:lookup", "ddb.GetItem:ID", "ddb.GetItem:META", "ddb.PutItem:ID",
+		"ddb.PutItem:META", "ddb.DeleteItem", "ddb.UpdateItem:touch", "ddb.UpdateItem:shard",
+		"ddb.PutItem:shard-replace", "ddb.UpdateItem:full", "ddb.UpdateItem:ready", "ddb.UpdateItem:claim",
+		"s3.CreateMultipartUpload", "s3.UploadPart", "s3.CompleteMultipartUpload", "s3.DeleteObjects",
+		"ddb.UpdateItem:complete", "ddb.UpdateItem:published",
 	} {
 		if !slices.Contains(steps, must) {
 			t.Fatalf("the clean run never took step %s; steps seen: %v", must, steps)
@@ -82,11 +94,12 @@ type harness struct {
 	s3            *s3.Client
 }
 
-// chunkSize and the file's size: 7 chunks, the last one carrying the
-// remainder (flow.js's default forceChunkSize: false).
+// chunkSize and the file's size: 130 chunks, two shards, the last chunk
+// carrying the remainder (flow.js's default forceChunkSize: false).
 const (
-	ftChunk = 64 << 10
-	ftSize  = 7*ftChunk + 1000
+	ftChunk  = 1 << 10
+	ftChunks = 130
+	ftSize   = ftChunks*ftChunk + 1000
 )
 
 func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faults.Injector {
@@ -95,10 +108,17 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 		if step == target && (nth == 1 || nth == 2 || nth == 4) {
 			return mode
 		}
-		if step == "ddb.UpdateItem:decrement" && (nth == 3 || nth == 5) {
-			// Baseline: two over-decrements, so that remaining reaches zero
-			// after chunk 5 of 7 and the repair path always runs.
-			return faults.Crash
+		if step == "ddb.UpdateItem:full" {
+			// Baseline: the first registration (chunk 129 filling shard 1)
+			// fails, leaving a full shard unregistered; the third (shard 0,
+			// the last) crashes, leaving every shard registered and the
+			// upload not ready.
+			switch nth {
+			case 1:
+				return faults.Fail
+			case 3:
+				return faults.Crash
+			}
 		}
 		return faults.Pass
 	}}
@@ -115,9 +135,9 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 	}
 	ident := fmt.Sprintf("%d-%s", ftSize, name)
 	info := upload.Info{
-		Key:        upload.UploadKey("", ident, ftSize, ftChunk, 7),
+		Key:        upload.UploadKey("", ident, ftSize, ftChunk, ftChunks),
 		Identifier: ident, FileName: "report " + name + ".pdf",
-		TotalSize: ftSize, ChunkSize: ftChunk, TotalChunks: 7,
+		TotalSize: ftSize, ChunkSize: ftChunk, TotalChunks: ftChunks,
 	}
 
 	// The client, as flow.js behaves: test, then send; retry on failure.
@@ -145,18 +165,59 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 			}
 		}
 	}
-	for n := 1; n <= 5; n++ {
-		send(n)
-		if n == 3 {
-			send(3) // a duplicate, as after a lost response
+	// An earlier attempt sent a chunk of each shard and was abandoned; its
+	// record expired and is removed, as DynamoDB's TTL would.
+	send(1)
+	send(ftChunks)
+	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
+	for try := 0; ; try++ {
+		if try == 10 {
+			t.Fatal("the abandoned record is still there")
+		}
+		ledger.Forget(faults.Request(ctx), info.Key, clock.Now()) // may fail here; Get tells
+		if _, err := ledger.Get(ctx, info.Key); errors.Is(err, upload.ErrNotFound) {
+			break
 		}
 	}
-	var wg sync.WaitGroup
-	for _, n := range []int{6, 7, 7} { // the last chunks race, one twice
-		wg.Go(func() { send(n) })
+
+	// sendAll sends chunks three at a time, as flow.js does by default.
+	sendAll := func(ns ...int) {
+		next := make(chan int)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				for n := range next {
+					send(n)
+				}
+			})
+		}
+		for _, n := range ns {
+			next <- n
+		}
+		close(next)
+		wg.Wait()
 	}
-	wg.Wait()
-	send(2) // a late duplicate after the upload is ready
+	span := func(from, to int) []int {
+		var ns []int
+		for n := from; n <= to; n++ {
+			ns = append(ns, n)
+		}
+		return ns
+	}
+
+	// The upload: the first and last chunks first (flow.js's
+	// prioritizeFirstAndLastChunk), and the one that completes shard 1.
+	for _, n := range []int{1, ftChunks, ftChunks - 1} {
+		send(n)
+	}
+	sendAll(append(span(2, 40), 3)...) // and a duplicate, as after a lost response
+	// The user paused, twice: the cached generation needs confirming.
+	clock.Advance(dynamoledger.DefaultIdleTTL/8 + time.Minute)
+	sendAll(span(41, 90)...)
+	clock.Advance(dynamoledger.DefaultIdleTTL/8 + time.Minute)
+	sendAll(span(91, 126)...)
+	sendAll(127, 128, 128) // the chunks that fill shard 0 race, one twice
+	send(2)                // a late duplicate after the upload is ready
 	if readies.Load() > 1 {
 		t.Errorf("ready reported %d times", readies.Load())
 	}
@@ -228,7 +289,7 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 	if len(evs) == 0 {
 		t.Fatal("no completion event")
 	}
-	if ev := evs[0]; ev.Size != ftSize || ev.Chunks != 7 || ev.Object != rec.Result.Object || ev.Bucket != h.bucket {
+	if ev := evs[0]; ev.Size != ftSize || ev.Chunks != ftChunks || ev.Object != rec.Result.Object || ev.Bucket != h.bucket {
 		t.Errorf("event = %+v", ev)
 	}
 	return in
@@ -259,14 +320,15 @@ func (r *recorder) of(key string) []upload.Event {
 	return out
 }
 
-// The work per chunk is constant: uploads of 40 and of 160 chunks make the
-// same DynamoDB and S3 calls per chunk, plus a fixed amount per upload. This
-// also measures the numbers the design quotes.
+// The work per chunk is constant: uploads of 40 chunks (one partial shard)
+// and of 300 (two full shards and a partial one) make one DynamoDB write per
+// chunk, plus one per shard and a fixed amount per upload, and two reads per
+// chunk. This also measures the numbers the package doc quotes.
 func TestRequestsPerChunkAreConstant(t *testing.T) {
 	db, s3c := awstest.DynamoDB(t), awstest.S3(t)
 	table, bucket := awstest.Table(t, db), awstest.Bucket(t, s3c)
-	perChunk := map[int]map[string]float64{}
-	for _, chunks := range []int{40, 160} {
+	for _, c := range []struct{ chunks, shards int }{{40, 1}, {300, 3}} {
+		chunks := c.chunks
 		in := &faults.Injector{}
 		ledger := &dynamoledger.Ledger{Client: faults.DynamoDB{API: db, In: in}, Table: table}
 		store := &s3store.Store{Client: faults.S3{API: s3c, In: in}, Bucket: bucket}
@@ -295,22 +357,25 @@ func TestRequestsPerChunkAreConstant(t *testing.T) {
 		asmCalls := in.AllCalls()
 		t.Logf("%d chunks: upload calls %v", chunks, upCalls)
 		t.Logf("%d chunks: assembly calls %v", chunks, asmCalls)
-		perChunk[chunks] = map[string]float64{}
-		for step, n := range upCalls {
-			perChunk[chunks][step] = float64(n) / float64(chunks)
+		// Exactly these writes, and these per-chunk reads.
+		want := map[string]int{
+			"ddb.UpdateItem:shard":    chunks,
+			"ddb.UpdateItem:full":     c.shards,
+			"ddb.UpdateItem:ready":    1,
+			"ddb.PutItem:META":        1,
+			"ddb.PutItem:ID":          1,
+			"ddb.BatchGetItem:lookup": 2 * chunks, // the test GET and the POST's own check
+			"s3.PutObject":            chunks,
 		}
-		// Exactly these per chunk, whatever the count.
-		for step, want := range map[string]int{
-			"ddb.BatchGetItem:lookup":  2 * chunks, // the test GET and the POST's own check
-			"ddb.PutItem:CHUNK":        chunks,
-			"ddb.UpdateItem:decrement": chunks,
-			"ddb.UpdateItem:counted":   chunks - 1, // the last chunk's is moot once ready
-			"s3.PutObject":             chunks,
-			"ddb.Query:verify":         1,
-			"ddb.UpdateItem:ready":     1,
-		} {
-			if upCalls[step] != want {
-				t.Errorf("%d chunks: %s = %d, want %d", chunks, step, upCalls[step], want)
+		for step, n := range upCalls {
+			if _, ok := want[step]; !ok && (strings.HasPrefix(step, "ddb.PutItem") || strings.HasPrefix(step, "ddb.UpdateItem") ||
+				strings.HasPrefix(step, "ddb.DeleteItem")) {
+				t.Errorf("%d chunks: %d unexpected writes %s", chunks, n, step)
+			}
+		}
+		for step, n := range want {
+			if upCalls[step] != n {
+				t.Errorf("%d chunks: %s = %d, want %d", chunks, step, upCalls[step], n)
 			}
 		}
 	}

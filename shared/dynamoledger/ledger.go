@@ -1,5 +1,5 @@
 // Package dynamoledger is the upload.Ledger on DynamoDB. It uses only
-// single-item conditional writes and queries, no transactions, so it runs
+// single-item conditional writes and reads, no transactions, so it runs
 // unchanged against AWS and against dynalite, the local DynamoDB.
 //
 // # Items
@@ -8,51 +8,78 @@
 //
 //	pk=U#<upload key>  sk=META        one per upload
 //	    key, gen, status ("receiving" | "ready" | "assembling" | "complete" | "failed"),
-//	    total, remaining, ver, size, chunkSize, ns, ident, name, rel,
+//	    total, shards, full (NS), size, chunkSize, ns, ident, name, rel,
 //	    created, updated (unix ms), expiresAt (unix s),
 //	    owner, leaseUntil (unix ms), loc, bucket, object, rsize, etag, error, published
-//	pk=U#<upload key>  sk=C#<chunk n, 8 digits>   one per chunk
-//	    gen, counted (BOOL), expiresAt
+//	pk=U#<upload key>  sk=S#<shard k, 6 digits>   one per 128 chunks
+//	    gen, chunks (NS), expiresAt
 //	pk=I#<identity key>  sk=ID        one per (namespace, identifier)
 //	    uploadKey, expiresAt
 //
-// gen is random per META item: a record re-created after expiry gets a new
-// one, and chunk items of an older generation are ignored everywhere.
-// status is a string so that a DynamoDB stream filter can match
-// {"status": {"S": ["ready"]}} (stream numbers are strings, so a filter
-// cannot compare remaining with zero).
+// Chunk n belongs to shard k = (n-1)/128, whose set chunks holds the numbers
+// counted so far; the last shard holds the remainder. META's shards is the
+// number of shards, full the set of those known to be complete. gen is random
+// per META item: a record re-created after expiry gets a new one, and shard
+// items of an older generation are ignored everywhere and replaced when
+// written. status is a string so that a DynamoDB stream filter can match
+// {"status": {"S": ["ready"]}}; shard and identity items have no status, so
+// the filter never lets them through.
 //
 // # Counting a chunk
 //
 // The chunk object is durable before Count runs. Count then:
 //
-//  1. learns the generation (cached per process; a stale cache is caught by
-//     the conditions below), creating META, after the identity check, if
-//     there is none;
-//  2. puts C#n {gen, counted=false}, unless it is counted in this generation;
-//  3. decrements remaining on META, if still receiving in this generation;
-//  4. if remaining <= 0: counts this generation's chunk items with a
-//     consistent query; if all are there, sets status=ready on the condition
-//     status=receiving, and tells the caller it made the upload ready; if
-//     some are missing (remaining was over-decremented by retried requests),
-//     sets remaining to the true number missing, on the condition that no
-//     other decrement happened since (ver unchanged);
-//  5. marks C#n counted.
+//  1. learns the generation (cached per process, see below), creating META,
+//     after the identity check, if there is none;
+//  2. adds n to its shard's set, on the condition that the shard is absent
+//     or of this generation; a shard of an older one is replaced by {n};
+//  3. if the set now holds all of the shard's chunks, adds the shard to
+//     META's full, on the condition that the record is receiving in this
+//     generation;
+//  4. if full now holds every shard, sets status=ready on the same condition
+//     and tells the caller it made the upload ready.
 //
-// Every chunk item is written before its own decrement, so whoever sees
-// remaining <= 0 last finds every item; a request cut off between steps is
-// retried by the client and can only decrement again, never lose a count;
-// the conditional write makes ready happen once.
+// Sets make repeats harmless: a retry, a duplicate or a concurrent request
+// adds a number that is there already, so a chunk is never counted twice nor
+// lost, and the conditional write makes ready happen once, only after every
+// chunk was added, which each request did after storing its chunk.
+//
+// A request that dies after filling a shard (step 2) and before registering
+// it (step 3), or after registering the last shard and before setting ready
+// (step 4), leaves work that no later chunk would do. Lookup therefore reads
+// the chunks of a full shard that is not in full as not counted, and every
+// chunk as not counted once full holds every shard while the record is still
+// receiving. The client of the failed request sends its chunk again (flow.js
+// retries a failed POST, and tests every chunk when an upload is resumed);
+// the resend is stored and counted again, finds the shard full and does
+// steps 3 and 4.
+//
+// # The generation cache
+//
+// Step 2 is conditioned on the shard's generation, not on META's, so the
+// generation Count acts on must still be the record's. A record is deleted,
+// by DynamoDB's TTL or by Forget, only once its updated is
+// min(IdleTTL, DoneTTL) old: every write sets expiresAt at least that far
+// past updated, and Forget refuses younger records. A generation read
+// together with an updated younger than an eighth of that window is therefore
+// still the record's for the rest of it (the margin covers slow requests and
+// clocks that disagree); an older cache entry is confirmed first by a
+// conditional write to META that sets updated and expiresAt afresh (the
+// touch). The touch, and step 3, are also what keep a receiving upload alive:
+// it expires at least 7/8 of IdleTTL, and at most IdleTTL, after its last
+// chunk.
 //
 // # Cost
 //
-// Per chunk, whatever the upload's size: Count makes three small writes
-// (steps 2, 3, 5; the generation comes from a per-process cache, filled by
-// Lookup), and each Lookup (flow.js's test GET, and the service's check
-// before storing) is one BatchGetItem of two items. The first chunk adds the
-// identity check and the record's creation; only the request that finishes
-// the upload reads the chunk items, once (about 60 bytes each). No item grows
-// with the number of chunks.
+// Per chunk, Count makes one write: step 2, to an item of under 1 KB (1
+// WRU). Each shard adds one write to META (step 3) and each upload one more
+// (step 4), and each process counting an upload's chunks touches META about
+// once every eighth of IdleTTL. Each Lookup (flow.js's test GET, and the service's
+// check before storing) is one BatchGetItem of two items, META and the
+// chunk's shard; it also fills the generation cache. The first chunk adds the
+// identity check and the record's creation, and the first write to a shard
+// left by an older generation adds a read and a put. META grows by a few
+// bytes per shard.
 package dynamoledger
 
 import (
@@ -62,6 +89,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -81,7 +109,6 @@ type API interface {
 	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
-	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
@@ -96,12 +123,13 @@ const (
 type Ledger struct {
 	Client API
 	Table  string
-	// IdleTTL: a receiving upload expires this long after its last chunk.
+	// IdleTTL: a receiving upload expires this long after its last chunk
+	// (up to an eighth sooner, see the package doc).
 	IdleTTL time.Duration
 	// DoneTTL: a record that is ready or further is kept this long after its
 	// last change (long enough for any assembly and the status page).
 	DoneTTL time.Duration
-	// ChunkTTL: chunk and identity items are kept this long. An upload must
+	// ChunkTTL: shard and identity items are kept this long. An upload must
 	// finish receiving within it.
 	ChunkTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -116,201 +144,278 @@ const (
 	identSK  = "ID"
 	uploadPK = "U#"
 	identPK  = "I#"
-	chunkSK  = "C#"
+	shardSK  = "S#"
 )
+
+// shardSize is how many chunks one shard item holds. 128 chunk numbers of up
+// to 6 digits take 4 bytes each, so a shard item stays well under 1 KB and
+// every write to it costs one write unit (DynamoDB bills a write per started
+// KB of the larger of the item before and after).
+const shardSize = 128
+
+func shardOf(n int) int { return (n - 1) / shardSize }
+
+func shardCount(total int) int { return (total + shardSize - 1) / shardSize }
+
+// shardLen is how many chunks shard k of an upload of total chunks holds.
+func shardLen(k, total int) int { return min(shardSize, total-k*shardSize) }
 
 func metaKey(key string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"pk": str(uploadPK + key), "sk": str(metaSK)}
 }
 
-func chunkKey(key string, n int) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{"pk": str(uploadPK + key), "sk": str(fmt.Sprintf("%s%08d", chunkSK, n))}
+func shardKey(key string, k int) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": str(uploadPK + key), "sk": str(fmt.Sprintf("%s%06d", shardSK, k))}
 }
 
 func identKey(identity string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"pk": str(identPK + identity), "sk": str(identSK)}
 }
 
-// errStale means the generation we acted on is no longer the record's.
-var errStale = errors.New("dynamoledger: stale generation")
+var (
+	// errStale means the generation we acted on is no longer the record's.
+	errStale = errors.New("dynamoledger: stale generation")
+	// errPast means the record is no longer receiving: nothing to count.
+	errPast = errors.New("dynamoledger: upload past receiving")
+)
 
-// Lookup reads the record and chunk n in one request.
+// Lookup reads the record and chunk n's shard in one request.
 func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.State, bool, error) {
-	mk, ck := metaKey(info.Key), chunkKey(info.Key, n)
-	items, err := l.batchGet(ctx, mk, ck)
+	k := shardOf(n)
+	items, err := l.batchGet(ctx, metaKey(info.Key), shardKey(info.Key, k))
 	if err != nil {
 		return "", false, err
 	}
-	meta, chunk := items[0], items[1]
+	meta, shard := items[0], items[1]
 	if meta == nil {
+		l.gens.forget(info.Key)
 		if err := l.checkIdentity(ctx, info); err != nil {
 			return "", false, err
 		}
 		return upload.StateUnknown, false, nil
 	}
 	state := upload.State(getS(meta, "status"))
-	gen := getS(meta, "gen")
-	if state == upload.StateReceiving {
-		l.gens.put(info.Key, gen)
+	if state != upload.StateReceiving {
+		l.gens.forget(info.Key)
+		return state, state.PastReceiving(), nil
 	}
-	counted := state.PastReceiving() || (chunk != nil && getS(chunk, "gen") == gen && getBool(chunk, "counted"))
-	return state, counted, nil
+	l.gens.put(info.Key, genEntry{gen: getS(meta, "gen"), updated: time.UnixMilli(getN(meta, "updated"))})
+	return state, slices.Contains(countedIn(meta, shard, k), int64(n)), nil
+}
+
+// countedIn returns the chunks of shard k (item shard, nil if absent) that
+// read as counted while meta is receiving: none of another generation's
+// shard, none of a full shard missing from full, and none at all once full
+// holds every shard (see the package doc: the client must send one of them
+// again to finish what a failed request left).
+func countedIn(meta, shard map[string]types.AttributeValue, k int) []int64 {
+	full := getNS(meta, "full")
+	if shard == nil || getS(shard, "gen") != getS(meta, "gen") || int64(len(full)) >= getN(meta, "shards") {
+		return nil
+	}
+	chunks := getNS(shard, "chunks")
+	if len(chunks) >= shardLen(k, int(getN(meta, "total"))) && !slices.Contains(full, int64(k)) {
+		return nil
+	}
+	return chunks
 }
 
 // Count implements the counting protocol in the package doc.
 func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (bool, error) {
 	for range 4 { // a stale generation or a racing creation costs one more round
-		gen, cached, past, err := l.generation(ctx, info)
-		if err != nil || past {
+		g, err := l.generation(ctx, info)
+		if err == nil {
+			var ready bool
+			if ready, err = l.countIn(ctx, info, n, g); err == nil {
+				return ready, nil
+			}
+		}
+		switch {
+		case errors.Is(err, errStale):
+			l.gens.forget(info.Key)
+		case errors.Is(err, errPast):
+			l.gens.forget(info.Key)
+			return false, nil
+		default:
 			return false, err
 		}
-		ready, err := l.countIn(ctx, info, n, gen, cached)
-		if errors.Is(err, errStale) {
-			l.gens.forget(info.Key)
-			continue
-		}
-		return ready, err
 	}
 	return false, errors.New("dynamoledger: the upload's record keeps changing")
 }
 
-// generation returns the generation of a receiving upload (creating its
-// record if there is none), or past=true if it is no longer receiving.
-func (l *Ledger) generation(ctx context.Context, info upload.Info) (gen string, cached, past bool, err error) {
-	if gen, ok := l.gens.get(info.Key); ok {
-		return gen, true, false, nil
+// generation returns the generation of a receiving upload, creating its
+// record if there is none, or errPast if it is no longer receiving.
+func (l *Ledger) generation(ctx context.Context, info upload.Info) (genEntry, error) {
+	if g, ok := l.gens.get(info.Key); ok {
+		return g, nil
 	}
 	meta, err := l.getMeta(ctx, info.Key)
 	if err != nil {
-		return "", false, false, err
+		return genEntry{}, err
 	}
 	if meta == nil {
 		if meta, err = l.create(ctx, info); err != nil {
-			return "", false, false, err
+			return genEntry{}, err
 		}
 	}
 	if upload.State(getS(meta, "status")) != upload.StateReceiving {
-		return "", false, true, nil
+		return genEntry{}, errPast
 	}
-	gen = getS(meta, "gen")
-	l.gens.put(info.Key, gen)
-	return gen, false, false, nil
+	g := genEntry{gen: getS(meta, "gen"), updated: time.UnixMilli(getN(meta, "updated"))}
+	l.gens.put(info.Key, g)
+	return g, nil
 }
 
-func (l *Ledger) countIn(ctx context.Context, info upload.Info, n int, gen string, cached bool) (bool, error) {
+// countIn counts chunk n in generation g (steps 2 to 4).
+func (l *Ledger) countIn(ctx context.Context, info upload.Info, n int, g genEntry) (bool, error) {
 	now := l.now()
-	pk := str(uploadPK + info.Key)
-
-	// Step 2: the chunk item, unless this generation counted it already.
-	item := chunkKey(info.Key, n)
-	item["gen"], item["counted"], item["expiresAt"] = str(gen), boolean(false), epoch(now.Add(l.chunkTTL()))
-	const putCond = "attribute_not_exists(#pk) OR #gen <> :gen OR #counted = :false"
-	_, err := l.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(l.Table), Item: item,
-		ConditionExpression:       aws.String(putCond),
-		ExpressionAttributeNames:  names(putCond),
-		ExpressionAttributeValues: values{":gen": str(gen), ":false": boolean(false)},
-	})
-	if isConditionFailed(err) {
-		// Counted in generation gen; make sure gen is still the record's.
-		if cached {
-			return false, l.confirm(ctx, info.Key, gen)
-		}
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("dynamoledger: put chunk item: %w", err)
-	}
-
-	// Step 3: decrement.
-	const decr = "SET #remaining = #remaining - :one, #ver = #ver + :one, #updated = :now, #expiresAt = :exp"
-	const decrCond = "#status = :receiving AND #gen = :gen"
-	out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(info.Key),
-		UpdateExpression:         aws.String(decr),
-		ConditionExpression:      aws.String(decrCond),
-		ExpressionAttributeNames: names(decr, decrCond),
-		ExpressionAttributeValues: values{
-			":one": num(1), ":now": millis(now), ":exp": epoch(now.Add(l.idleTTL())),
-			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-		},
-		ReturnValues: types.ReturnValueAllNew,
-	})
-	if isConditionFailed(err) {
-		// Not receiving any more (nothing to do), or another generation.
-		return false, l.confirm(ctx, info.Key, gen)
-	}
-	if err != nil {
-		return false, fmt.Errorf("dynamoledger: count chunk: %w", err)
-	}
-	remaining, ver, total := getN(out.Attributes, "remaining"), getN(out.Attributes, "ver"), getN(out.Attributes, "total")
-
-	// Step 4: was that the last one?
-	if remaining <= 0 {
-		found, err := l.countChunks(ctx, pk, gen)
-		if err != nil {
+	if now.Sub(g.updated) >= l.keepFor()/8 {
+		// The cache entry is too old to vouch for the generation.
+		if err := l.touch(ctx, info.Key, g.gen, now); err != nil {
 			return false, err
 		}
-		if found >= total {
-			const set = "SET #status = :ready, #remaining = :zero, #updated = :now, #expiresAt = :exp"
-			_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-				TableName: aws.String(l.Table), Key: metaKey(info.Key),
-				UpdateExpression:         aws.String(set),
-				ConditionExpression:      aws.String(decrCond),
-				ExpressionAttributeNames: names(set, decrCond),
-				ExpressionAttributeValues: values{
-					":ready": str(string(upload.StateReady)), ":zero": num(0), ":now": millis(now),
-					":exp": epoch(now.Add(l.doneTTL())), ":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-				},
-			})
-			if isConditionFailed(err) {
-				return false, nil // someone else made it ready
-			}
-			if err != nil {
-				return false, fmt.Errorf("dynamoledger: mark ready: %w", err)
-			}
-			// Past receiving, every chunk reads as counted: step 5 is moot.
-			l.gens.forget(info.Key)
-			return true, nil
-		}
-		// Over-decremented by retries: put remaining back to the truth, if
-		// nobody decremented meanwhile (each decrement bumps ver). Losing
-		// this race is fine: it only leaves remaining too low, never too high.
-		const fix = "SET #remaining = :left, #ver = #ver + :one"
-		const fixCond = "#ver = :ver AND #status = :receiving AND #gen = :gen"
-		_, err = l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName: aws.String(l.Table), Key: metaKey(info.Key),
-			UpdateExpression:         aws.String(fix),
-			ConditionExpression:      aws.String(fixCond),
-			ExpressionAttributeNames: names(fix, fixCond),
-			ExpressionAttributeValues: values{
-				":left": num(total - found), ":one": num(1), ":ver": num(ver),
-				":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-			},
-		})
-		if err != nil && !isConditionFailed(err) {
-			return false, fmt.Errorf("dynamoledger: repair count: %w", err)
-		}
 	}
-
-	// Step 5: counted.
-	const mark = "SET #counted = :true"
-	const markCond = "#gen = :gen"
-	_, err = l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: chunkKey(info.Key, n),
-		UpdateExpression:          aws.String(mark),
-		ConditionExpression:       aws.String(markCond),
-		ExpressionAttributeNames:  names(mark, markCond),
-		ExpressionAttributeValues: values{":true": boolean(true), ":gen": str(gen)},
-	})
-	if err != nil && !isConditionFailed(err) {
-		return false, fmt.Errorf("dynamoledger: mark chunk counted: %w", err)
+	k := shardOf(n)
+	have, err := l.addToShard(ctx, info.Key, k, n, g.gen, now)
+	if err != nil || have < shardLen(k, info.TotalChunks) {
+		return false, err
 	}
-	return false, nil
+	full, err := l.registerShard(ctx, info.Key, k, g.gen, now)
+	if err != nil || full < shardCount(info.TotalChunks) {
+		return false, err
+	}
+	return l.markReady(ctx, info, g.gen, now)
 }
 
-// confirm returns errStale unless gen is still the record's generation.
-func (l *Ledger) confirm(ctx context.Context, key, gen string) error {
+// whileReceiving is the condition of every write to META that counting makes.
+const whileReceiving = "#status = :receiving AND #gen = :gen"
+
+// touch sets META's updated and expiresAt afresh, confirming that gen is the
+// record's generation and that it is receiving.
+func (l *Ledger) touch(ctx context.Context, key, gen string, now time.Time) error {
+	const set = "SET #updated = :now, #expiresAt = :exp"
+	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(l.Table), Key: metaKey(key),
+		UpdateExpression:         aws.String(set),
+		ConditionExpression:      aws.String(whileReceiving),
+		ExpressionAttributeNames: names(set, whileReceiving),
+		ExpressionAttributeValues: values{
+			":now": millis(now), ":exp": epoch(now.Add(l.idleTTL())),
+			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
+		},
+	})
+	if isConditionFailed(err) {
+		return l.whyNotReceiving(ctx, key, gen)
+	}
+	if err != nil {
+		return fmt.Errorf("dynamoledger: touch record: %w", err)
+	}
+	l.gens.put(key, genEntry{gen: gen, updated: now})
+	return nil
+}
+
+// addToShard adds chunk n to shard k in generation gen (step 2) and returns
+// how many chunks the shard holds now.
+func (l *Ledger) addToShard(ctx context.Context, key string, k, n int, gen string, now time.Time) (int, error) {
+	exp := epoch(now.Add(l.chunkTTL()))
+	for range 4 {
+		const add = "SET #gen = :gen, #expiresAt = :exp ADD #chunks :n"
+		const cond = "attribute_not_exists(#pk) OR #gen = :gen"
+		out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(l.Table), Key: shardKey(key, k),
+			UpdateExpression:          aws.String(add),
+			ConditionExpression:       aws.String(cond),
+			ExpressionAttributeNames:  names(add, cond),
+			ExpressionAttributeValues: values{":gen": str(gen), ":exp": exp, ":n": numSet(int64(n))},
+			ReturnValues:              types.ReturnValueUpdatedNew,
+		})
+		if err == nil {
+			return len(getNS(out.Attributes, "chunks")), nil
+		}
+		if !isConditionFailed(err) {
+			return 0, fmt.Errorf("dynamoledger: add chunk to its shard: %w", err)
+		}
+		// The shard is another generation's. Ours is the record's (or we
+		// stop here), so that one is older and its chunks count for nothing.
+		if err := l.checkReceiving(ctx, key, gen); err != nil {
+			return 0, err
+		}
+		item := shardKey(key, k)
+		item["gen"], item["chunks"], item["expiresAt"] = str(gen), numSet(int64(n)), exp
+		const replace = "attribute_not_exists(#pk) OR #gen <> :gen"
+		_, err = l.Client.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: aws.String(l.Table), Item: item,
+			ConditionExpression:       aws.String(replace),
+			ExpressionAttributeNames:  names(replace),
+			ExpressionAttributeValues: values{":gen": str(gen)},
+		})
+		if err == nil {
+			return 1, nil
+		}
+		if !isConditionFailed(err) {
+			return 0, fmt.Errorf("dynamoledger: replace an old shard: %w", err)
+		}
+		// Another request of this generation replaced it first: add to theirs.
+	}
+	return 0, errors.New("dynamoledger: the shard keeps changing")
+}
+
+// registerShard adds the full shard k to META's full (step 3) and returns
+// how many shards full holds now.
+func (l *Ledger) registerShard(ctx context.Context, key string, k int, gen string, now time.Time) (int, error) {
+	const set = "SET #updated = :now, #expiresAt = :exp ADD #full :k"
+	out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(l.Table), Key: metaKey(key),
+		UpdateExpression:         aws.String(set),
+		ConditionExpression:      aws.String(whileReceiving),
+		ExpressionAttributeNames: names(set, whileReceiving),
+		ExpressionAttributeValues: values{
+			":now": millis(now), ":exp": epoch(now.Add(l.idleTTL())), ":k": numSet(int64(k)),
+			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
+		},
+		ReturnValues: types.ReturnValueUpdatedNew,
+	})
+	if isConditionFailed(err) {
+		return 0, l.whyNotReceiving(ctx, key, gen)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("dynamoledger: register a full shard: %w", err)
+	}
+	l.gens.put(key, genEntry{gen: gen, updated: now})
+	return len(getNS(out.Attributes, "full")), nil
+}
+
+// markReady sets status=ready (step 4) and reports whether this call did.
+func (l *Ledger) markReady(ctx context.Context, info upload.Info, gen string, now time.Time) (bool, error) {
+	const set = "SET #status = :ready, #updated = :now, #expiresAt = :exp"
+	// The size check repeats what the caller saw, inside the write that
+	// depends on it.
+	const cond = whileReceiving + " AND size(#full) = :shards"
+	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(l.Table), Key: metaKey(info.Key),
+		UpdateExpression:         aws.String(set),
+		ConditionExpression:      aws.String(cond),
+		ExpressionAttributeNames: names(set, cond),
+		ExpressionAttributeValues: values{
+			":ready": str(string(upload.StateReady)), ":now": millis(now), ":exp": epoch(now.Add(l.doneTTL())),
+			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
+			":shards": num(int64(shardCount(info.TotalChunks))),
+		},
+	})
+	if isConditionFailed(err) {
+		return false, nil // someone else made it ready
+	}
+	if err != nil {
+		return false, fmt.Errorf("dynamoledger: mark ready: %w", err)
+	}
+	l.gens.forget(info.Key)
+	return true, nil
+}
+
+// checkReceiving returns nil if the record is receiving in generation gen,
+// errPast if it moved on from receiving in gen, and errStale if gen is not
+// the record's generation (or there is no record).
+func (l *Ledger) checkReceiving(ctx context.Context, key, gen string) error {
 	meta, err := l.getMeta(ctx, key)
 	if err != nil {
 		return err
@@ -318,36 +423,27 @@ func (l *Ledger) confirm(ctx context.Context, key, gen string) error {
 	if meta == nil || getS(meta, "gen") != gen {
 		return errStale
 	}
+	if upload.State(getS(meta, "status")) != upload.StateReceiving {
+		return errPast
+	}
 	return nil
 }
 
-// countChunks counts generation gen's chunk items with a consistent query.
-func (l *Ledger) countChunks(ctx context.Context, pk types.AttributeValue, gen string) (int64, error) {
-	const keyCond = "#pk = :pk AND begins_with(#sk, :c)"
-	const filter = "#gen = :gen"
-	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(l.Table),
-		KeyConditionExpression:    aws.String(keyCond),
-		FilterExpression:          aws.String(filter),
-		ExpressionAttributeNames:  names(keyCond, filter),
-		ExpressionAttributeValues: values{":pk": pk, ":c": str(chunkSK), ":gen": str(gen)},
-		Select:                    types.SelectCount,
-		ConsistentRead:            aws.Bool(true),
+// whyNotReceiving explains a failed whileReceiving condition: errPast or
+// errStale, or the error reading the record.
+func (l *Ledger) whyNotReceiving(ctx context.Context, key, gen string) error {
+	if err := l.checkReceiving(ctx, key, gen); err != nil {
+		return err
 	}
-	var found int64
-	for range 100_000 { // a page holds at least ~10,000 chunk items
-		out, err := l.Client.Query(ctx, in)
-		if err != nil {
-			return 0, fmt.Errorf("dynamoledger: count chunk items: %w", err)
-		}
-		found += int64(out.Count)
-		if len(out.LastEvaluatedKey) == 0 {
-			return found, nil
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
-	}
-	return 0, errors.New("dynamoledger: too many pages of chunk items")
+	// The condition failed, yet the record reads as receiving in gen; a
+	// record never returns to receiving, so this should not be. Starting
+	// over is safe.
+	return errStale
 }
+
+// keepFor is how long after its last update a record is kept at least: a
+// receiving one expires IdleTTL after, a later one DoneTTL after.
+func (l *Ledger) keepFor() time.Duration { return min(l.idleTTL(), l.doneTTL()) }
 
 // create makes the upload's record after checking that no other receiving
 // upload holds its identifier, and returns it (or the one a concurrent
@@ -360,7 +456,7 @@ func (l *Ledger) create(ctx context.Context, info upload.Info) (map[string]types
 	item := metaKey(info.Key)
 	for k, v := range map[string]types.AttributeValue{
 		"key": str(info.Key), "gen": str(newGeneration()), "status": str(string(upload.StateReceiving)),
-		"total": num(int64(info.TotalChunks)), "remaining": num(int64(info.TotalChunks)), "ver": num(0),
+		"total": num(int64(info.TotalChunks)), "shards": num(int64(shardCount(info.TotalChunks))),
 		"size": num(info.TotalSize), "chunkSize": num(info.ChunkSize),
 		"ns": str(info.Namespace), "ident": str(info.Identifier), "name": str(info.FileName), "rel": str(info.RelativePath),
 		"created": millis(now), "updated": millis(now), "expiresAt": epoch(now.Add(l.idleTTL())),
@@ -476,41 +572,45 @@ func (l *Ledger) getMeta(ctx context.Context, key string) (map[string]types.Attr
 	return out.Item, nil
 }
 
-// batchGet reads items by key, consistently, in one request (repeated for
-// keys DynamoDB leaves unprocessed). Missing items come back nil.
+// batchGetMax is the most keys DynamoDB takes in one BatchGetItem.
+const batchGetMax = 100
+
+// batchGet reads items by key, consistently, in one request per 100 keys
+// (repeated for keys DynamoDB leaves unprocessed). Missing items come back nil.
 func (l *Ledger) batchGet(ctx context.Context, keys ...map[string]types.AttributeValue) ([]map[string]types.AttributeValue, error) {
-	req := map[string]types.KeysAndAttributes{l.Table: {Keys: keys, ConsistentRead: aws.Bool(true)}}
-	var got []map[string]types.AttributeValue
-	for attempt := 0; len(req) > 0; attempt++ {
-		if attempt == 10 {
-			return nil, errors.New("dynamoledger: batch read kept coming back unprocessed")
-		}
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
+	found := map[[2]string]map[string]types.AttributeValue{}
+	for batch := range slices.Chunk(keys, batchGetMax) {
+		req := map[string]types.KeysAndAttributes{l.Table: {Keys: batch, ConsistentRead: aws.Bool(true)}}
+		for attempt := 0; len(req) > 0; attempt++ {
+			if attempt == 10 {
+				return nil, errors.New("dynamoledger: batch read kept coming back unprocessed")
 			}
+			if attempt > 0 {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(time.Duration(attempt*attempt) * 10 * time.Millisecond):
+				}
+			}
+			out, err := l.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			if err != nil {
+				return nil, fmt.Errorf("dynamoledger: batch read: %w", err)
+			}
+			for _, it := range out.Responses[l.Table] {
+				found[[2]string{getS(it, "pk"), getS(it, "sk")}] = it
+			}
+			req = out.UnprocessedKeys
 		}
-		out, err := l.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
-		if err != nil {
-			return nil, fmt.Errorf("dynamoledger: batch read: %w", err)
-		}
-		got = append(got, out.Responses[l.Table]...)
-		req = out.UnprocessedKeys
 	}
 	res := make([]map[string]types.AttributeValue, len(keys))
 	for i, k := range keys {
-		for _, it := range got {
-			if getS(it, "pk") == getS(k, "pk") && getS(it, "sk") == getS(k, "sk") {
-				res[i] = it
-			}
-		}
+		res[i] = found[[2]string{getS(k, "pk"), getS(k, "sk")}]
 	}
 	return res, nil
 }
 
-// Get returns the record.
+// Get returns the record. Received, while receiving, counts the chunks
+// Lookup reads as counted, from the upload's shard items.
 func (l *Ledger) Get(ctx context.Context, key string) (upload.Record, error) {
 	meta, err := l.getMeta(ctx, key)
 	if err != nil {
@@ -519,7 +619,22 @@ func (l *Ledger) Get(ctx context.Context, key string) (upload.Record, error) {
 	if meta == nil {
 		return upload.Record{}, upload.ErrNotFound
 	}
-	return toRecord(meta), nil
+	rec := toRecord(meta)
+	if rec.State != upload.StateReceiving {
+		return rec, nil
+	}
+	keys := make([]map[string]types.AttributeValue, getN(meta, "shards"))
+	for k := range keys {
+		keys[k] = shardKey(key, k)
+	}
+	shards, err := l.batchGet(ctx, keys...)
+	if err != nil {
+		return upload.Record{}, err
+	}
+	for k, shard := range shards {
+		rec.Received += len(countedIn(meta, shard, k))
+	}
+	return rec, nil
 }
 
 // Claim implements upload.Ledger.
@@ -637,8 +752,7 @@ func toRecord(m map[string]types.AttributeValue) upload.Record {
 	if _, ok := m["leaseUntil"]; ok {
 		rec.LeaseUntil = time.UnixMilli(getN(m, "leaseUntil"))
 	}
-	// remaining may have been over-decremented; Received is for display.
-	rec.Received = int(min(max(total-getN(m, "remaining"), 0), total))
+	// While receiving, the count is in the shard items, which Get reads.
 	if rec.State.PastReceiving() {
 		rec.Received = int(total)
 	}
@@ -676,29 +790,37 @@ func newGeneration() string {
 }
 
 // genCache remembers the generation of receiving uploads this process has
-// seen, saving a read per chunk. Every write that depends on it is
-// conditioned on it, so a stale entry costs a retry, never a wrong count.
+// seen, saving a read per chunk. An entry is trusted only while it is young
+// (see the package doc); an older one is confirmed by a write conditioned on
+// it, so a stale entry costs a retry, never a wrong count.
 type genCache struct {
 	mu sync.Mutex
-	m  map[string]string
+	m  map[string]genEntry
+}
+
+// genEntry is a generation and the record's updated time when it was read,
+// or the time of a write of ours that was conditioned on it.
+type genEntry struct {
+	gen     string
+	updated time.Time
 }
 
 const genCacheMax = 10_000
 
-func (c *genCache) get(key string) (string, bool) {
+func (c *genCache) get(key string) (genEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, ok := c.m[key]
 	return g, ok
 }
 
-func (c *genCache) put(key, gen string) {
+func (c *genCache) put(key string, g genEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= genCacheMax {
-		c.m = make(map[string]string) // crude but bounded
+		c.m = make(map[string]genEntry) // crude but bounded
 	}
-	c.m[key] = gen
+	c.m[key] = g
 }
 
 func (c *genCache) forget(key string) {
@@ -717,7 +839,10 @@ func num(n int64) types.AttributeValue {
 }
 func boolean(b bool) types.AttributeValue     { return &types.AttributeValueMemberBOOL{Value: b} }
 func millis(t time.Time) types.AttributeValue { return num(t.UnixMilli()) }
-func epoch(t time.Time) types.AttributeValue  { return num(t.Unix()) }
+func numSet(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberNS{Value: []string{strconv.FormatInt(n, 10)}}
+}
+func epoch(t time.Time) types.AttributeValue { return num(t.Unix()) }
 
 func getS(m map[string]types.AttributeValue, k string) string {
 	if v, ok := m[k].(*types.AttributeValueMemberS); ok {
@@ -732,6 +857,19 @@ func getN(m map[string]types.AttributeValue, k string) int64 {
 		return n
 	}
 	return 0
+}
+
+// getNS returns a number set's members; a set that has none is absent.
+func getNS(m map[string]types.AttributeValue, k string) []int64 {
+	v, ok := m[k].(*types.AttributeValueMemberNS)
+	if !ok {
+		return nil
+	}
+	ns := make([]int64, len(v.Value))
+	for i, s := range v.Value {
+		ns[i], _ = strconv.ParseInt(s, 10, 64)
+	}
+	return ns
 }
 
 func getBool(m map[string]types.AttributeValue, k string) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -268,37 +269,128 @@ func TestFail(t *testing.T) {
 	}
 }
 
-// A request cut off after its decrement is retried: remaining goes too low.
-// The ledger must still wait for every chunk, and then become ready once.
-func TestOverDecrementIsRepaired(t *testing.T) {
+// A request that dies after filling a shard and before registering it, or
+// after registering the last shard and before setting ready, leaves work no
+// other chunk would do. Lookup must then report the chunk uncounted, so that
+// the client sends it again, and the resend must finish the upload, once.
+func TestCrashWindowsAreResent(t *testing.T) {
 	l, _, in := newLedger(t)
-	u := info("", "over", 6000, 1000) // 6 chunks
+	ctx := context.Background()
+	u := info("", "windows", 130, 1) // shards of 128 and 2 chunks
+	crashAfter := ""
 	in.Rule = func(step string, nth int) faults.Mode {
-		if step == "ddb.UpdateItem:decrement" && nth <= 3 {
-			return faults.Crash // chunk 1's first three tries die after decrementing
+		if step == crashAfter {
+			crashAfter = ""
+			return faults.Crash
 		}
 		return faults.Pass
 	}
-	for try := 0; ; try++ {
-		_, err := l.Count(faults.Request(context.Background()), u, 1)
-		if err == nil {
-			break
+	crash := func(step string, n int) {
+		t.Helper()
+		crashAfter = step
+		if _, err := l.Count(faults.Request(ctx), u, n); !errors.Is(err, faults.ErrCrashed) {
+			t.Fatalf("count of chunk %d crashing after %s: %v", n, step, err)
 		}
-		if !errors.Is(err, faults.ErrCrashed) || try > 5 {
+	}
+	counted := func(n int) bool {
+		t.Helper()
+		st, counted, err := l.Lookup(ctx, u, n)
+		if err != nil || st != upload.StateReceiving {
+			t.Fatalf("lookup of chunk %d: %v %v", n, st, err)
+		}
+		return counted
+	}
+	received := func() int {
+		t.Helper()
+		rec, err := l.Get(ctx, u.Key)
+		if err != nil {
 			t.Fatal(err)
 		}
+		return rec.Received
 	}
-	// remaining is now 6-4 = 2 with only one chunk present.
-	for n := 2; n <= 5; n++ {
+
+	for n := 1; n <= 127; n++ {
+		mustCount(t, l, u, n)
+	}
+	// Chunk 128 fills shard 0; its request dies before registering it.
+	crash("ddb.UpdateItem:shard", 128)
+	if counted(128) || counted(5) || received() != 0 {
+		t.Fatalf("a full shard that is not registered reads as counted (received %d)", received())
+	}
+	if mustCount(t, l, u, 128) { // the resend
+		t.Fatal("ready with shard 1 empty")
+	}
+	if !counted(128) || !counted(5) || received() != 128 {
+		t.Fatalf("shard 0 not counted after the resend (received %d)", received())
+	}
+
+	// Chunk 130 completes shard 1 and registers it, the last one; its
+	// request dies before setting ready.
+	mustCount(t, l, u, 129)
+	crash("ddb.UpdateItem:full", 130)
+	if counted(130) || counted(1) || received() != 0 {
+		t.Fatalf("with every shard registered but not ready, a chunk reads as counted (received %d)", received())
+	}
+	if !mustCount(t, l, u, 130) { // the resend
+		t.Fatal("the resend did not make the upload ready")
+	}
+	for _, n := range []int{130, 1, 128} {
 		if mustCount(t, l, u, n) {
-			t.Fatalf("ready after chunk %d of 6", n)
+			t.Fatalf("chunk %d made the upload ready again", n)
 		}
 	}
-	if in.Succeeded("ddb.UpdateItem:repair") == 0 {
-		t.Fatal("no repair happened; the test does not test what it should")
+	if n := in.Succeeded("ddb.UpdateItem:ready"); n != 1 {
+		t.Fatalf("ready set %d times", n)
 	}
-	if !mustCount(t, l, u, 6) {
-		t.Fatal("not ready after the last chunk")
+	if rec, _ := l.Get(ctx, u.Key); rec.State != upload.StateReady || rec.Received != 130 {
+		t.Fatalf("record = %+v", rec)
+	}
+}
+
+// Uploads of one chunk, of exactly one shard, of one more, of two shards and
+// of a partial third become ready exactly once, with the last chunk counted,
+// whatever the order and duplicates; before that, every chunk counted reads
+// as counted and the last one does not.
+func TestShardBoundaries(t *testing.T) {
+	l, _, in := newLedger(t)
+	ctx := context.Background()
+	for _, total := range []int{1, 128, 129, 256, 300} {
+		u := info("", fmt.Sprintf("bounds-%d", total), int64(total), 1)
+		order := rand.Perm(total)
+		last := order[total-1] + 1
+		readies := 0
+		for i, c := range order {
+			n := c + 1
+			if mustCount(t, l, u, n) {
+				readies++
+			}
+			if i%10 == 3 { // a duplicate, now and again
+				mustCount(t, l, u, order[i/2]+1)
+			}
+			if i == total-2 {
+				rec, err := l.Get(ctx, u.Key)
+				if err != nil || rec.State != upload.StateReceiving || rec.Received != total-1 {
+					t.Fatalf("%d chunks: record with one missing = %+v %v", total, rec, err)
+				}
+				for _, m := range []int{1, total / 2, total - 1, total} {
+					if _, counted, err := l.Lookup(ctx, u, m); err != nil || counted != (m != last) {
+						t.Fatalf("%d chunks, %d missing: lookup of chunk %d = %v %v", total, last, m, counted, err)
+					}
+				}
+			}
+			if readies != 0 && i != total-1 {
+				t.Fatalf("%d chunks: ready after %d of them", total, i+1)
+			}
+		}
+		if readies != 1 {
+			t.Fatalf("%d chunks: ready %d times", total, readies)
+		}
+		if st, counted, err := l.Lookup(ctx, u, last); err != nil || st != upload.StateReady || !counted {
+			t.Fatalf("%d chunks: lookup after ready = %v %v %v", total, st, counted, err)
+		}
+	}
+	if n := in.Succeeded("ddb.UpdateItem:ready"); n != 5 {
+		t.Fatalf("ready set %d times for 5 uploads", n)
 	}
 }
 
@@ -306,13 +398,13 @@ func TestOverDecrementIsRepaired(t *testing.T) {
 // leaves chunk items behind; a new record for the same key must not take
 // them as counted.
 func TestNewGenerationIgnoresOldChunks(t *testing.T) {
-	l, clock, _ := newLedger(t)
+	l, clock, in := newLedger(t)
 	ctx := context.Background()
 	u := info("", "regen", 3000, 1000)
 	mustCount(t, l, u, 1)
 	mustCount(t, l, u, 2)
 	old, _ := l.Get(ctx, u.Key)
-	clock.Advance(time.Hour)
+	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
 	if gone, err := l.Forget(ctx, u.Key, clock.Now()); err != nil || !gone {
 		t.Fatalf("forget: %v %v", gone, err)
 	}
@@ -322,9 +414,12 @@ func TestNewGenerationIgnoresOldChunks(t *testing.T) {
 	if mustCount(t, l, u, 3) {
 		t.Fatal("ready with chunks 1 and 2 of the old generation")
 	}
+	if n := in.Succeeded("ddb.PutItem:shard-replace"); n != 1 {
+		t.Fatalf("old shard replaced %d times, want once", n)
+	}
 	rec, _ := l.Get(ctx, u.Key)
-	if rec.Generation == old.Generation {
-		t.Fatal("new record kept the old generation")
+	if rec.Generation == old.Generation || rec.Received != 1 {
+		t.Fatalf("new record = %+v; want a new generation with 1 chunk", rec)
 	}
 	mustCount(t, l, u, 1)
 	if !mustCount(t, l, u, 2) {
@@ -333,18 +428,25 @@ func TestNewGenerationIgnoresOldChunks(t *testing.T) {
 }
 
 // Another process's ledger (a stale generation cache) must not be fooled
-// when the record is re-created under it.
+// when the record is re-created under it. The record cannot go while the
+// entry is young, so it is old by then, and Count confirms it first.
 func TestStaleGenerationCache(t *testing.T) {
-	l, clock, _ := newLedger(t)
+	l, clock, in := newLedger(t)
 	ctx := context.Background()
 	u := info("", "stale", 2000, 1000)
 	mustCount(t, l, u, 1) // l caches the generation
 	other := &dynamoledger.Ledger{Client: l.Client, Table: l.Table, Now: clock.Now}
-	clock.Advance(time.Hour)
+	if gone, _ := other.Forget(ctx, u.Key, clock.Now().Add(time.Second)); gone {
+		t.Fatal("forgot a record updated just now")
+	}
+	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
 	if gone, _ := other.Forget(ctx, u.Key, clock.Now()); !gone {
 		t.Fatal("forget failed")
 	}
 	mustCount(t, l, u, 1) // stale cache: must notice and count in the new generation
+	if in.Calls("ddb.UpdateItem:touch") == 0 {
+		t.Fatal("the old cache entry was not confirmed")
+	}
 	rec, _ := other.Get(ctx, u.Key)
 	if rec.State != upload.StateReceiving || rec.Received != 1 {
 		t.Fatalf("record after recount = %+v", rec)
@@ -354,17 +456,56 @@ func TestStaleGenerationCache(t *testing.T) {
 	}
 }
 
+// While chunks arrive, the record is kept alive: a process touches it once
+// its cached view of the record is an eighth of IdleTTL old, and not before.
+func TestTouchKeepsUploadAlive(t *testing.T) {
+	l, clock, in := newLedger(t)
+	ctx := context.Background()
+	u := info("", "touch", 5000, 1000)
+	mustCount(t, l, u, 1)
+	clock.Advance(dynamoledger.DefaultIdleTTL/8 - time.Minute)
+	mustCount(t, l, u, 2)
+	if n := in.Calls("ddb.UpdateItem:touch"); n != 0 {
+		t.Fatalf("%d touches of a young record", n)
+	}
+	clock.Advance(2 * time.Minute)
+	mustCount(t, l, u, 3)
+	mustCount(t, l, u, 4)
+	if n := in.Succeeded("ddb.UpdateItem:touch"); n != 1 {
+		t.Fatalf("%d touches, want 1", n)
+	}
+	if rec, _ := l.Get(ctx, u.Key); clock.Now().Sub(rec.UpdatedAt) > time.Minute {
+		t.Fatalf("updated %v, want about now (%v)", rec.UpdatedAt, clock.Now())
+	}
+	clock.Advance(dynamoledger.DefaultIdleTTL - time.Hour)
+	if gone, _ := l.Forget(ctx, u.Key, clock.Now()); gone {
+		t.Fatal("forgot an upload whose last chunk came less than IdleTTL ago")
+	}
+	if !mustCount(t, l, u, 5) {
+		t.Fatal("not ready")
+	}
+}
+
 func TestIdleForget(t *testing.T) {
 	l, clock, _ := newLedger(t)
 	ctx := context.Background()
 	u := info("", "idle", 2000, 1000)
 	mustCount(t, l, u, 1)
-	cut := clock.Now().Add(time.Second)
+	updated := clock.Now()
+	// However late the caller's cut-off, a record is kept IdleTTL.
+	if idle, err := l.Idle(ctx, updated.Add(time.Second)); err != nil || len(idle) != 0 {
+		t.Fatalf("idle right after a chunk = %+v %v", idle, err)
+	}
+	if gone, _ := l.Forget(ctx, u.Key, updated.Add(time.Second)); gone {
+		t.Fatal("forgot a record updated less than IdleTTL ago")
+	}
+	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
+	cut := clock.Now().Add(-dynamoledger.DefaultIdleTTL)
 	idle, err := l.Idle(ctx, cut)
 	if err != nil || len(idle) != 1 || idle[0].Key != u.Key {
 		t.Fatalf("idle = %+v %v", idle, err)
 	}
-	if gone, _ := l.Forget(ctx, u.Key, clock.Now().Add(-time.Hour)); gone {
+	if gone, _ := l.Forget(ctx, u.Key, updated.Add(-time.Hour)); gone {
 		t.Fatal("forgot a record updated after the cut")
 	}
 	if gone, _ := l.Forget(ctx, u.Key, cut); !gone {

@@ -94,21 +94,22 @@ func (l *Ledger) Pending(ctx context.Context) ([]upload.Record, error) {
 	})
 }
 
-// Idle lists uploads not updated since before.
+// Idle lists uploads not updated since before, nor within the time a
+// record is kept at least (see idleCut).
 func (l *Ledger) Idle(ctx context.Context, before time.Time) ([]upload.Record, error) {
 	const filter = "#sk = :meta AND #updated < :before"
-	return l.scan(ctx, filter, values{":meta": str(metaSK), ":before": millis(before)})
+	return l.scan(ctx, filter, values{":meta": str(metaSK), ":before": millis(l.idleCut(before))})
 }
 
-// Forget deletes the record if it was still not updated since before. Its
-// chunk items stay until their TTL; a new record gets a new generation and
-// ignores them.
+// Forget deletes the record if it was still not updated since before, nor
+// within the time a record is kept at least (see idleCut). Its shard items
+// stay until their TTL; a new record gets a new generation and ignores them.
 func (l *Ledger) Forget(ctx context.Context, key string, before time.Time) (bool, error) {
 	const cond = "#updated < :before"
 	_, err := l.Client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName: aws.String(l.Table), Key: metaKey(key),
 		ConditionExpression: aws.String(cond), ExpressionAttributeNames: names(cond),
-		ExpressionAttributeValues: values{":before": millis(before)},
+		ExpressionAttributeValues: values{":before": millis(l.idleCut(before))},
 	})
 	if isConditionFailed(err) {
 		return false, nil
@@ -118,6 +119,16 @@ func (l *Ledger) Forget(ctx context.Context, key string, before time.Time) (bool
 	}
 	l.gens.forget(key)
 	return true, nil
+}
+
+// idleCut moves before back to at least min(IdleTTL, DoneTTL) ago: like
+// TTL, Forget never removes a record updated more recently, which is what
+// lets Count trust a young generation cache entry (see the package doc).
+func (l *Ledger) idleCut(before time.Time) time.Time {
+	if latest := l.now().Add(-l.keepFor()); latest.Before(before) {
+		return latest
+	}
+	return before
 }
 
 func (l *Ledger) scan(ctx context.Context, filter string, vals values) ([]upload.Record, error) {

@@ -5,7 +5,7 @@
 // server and succeed there, then behaves as if the process died: the caller
 // gets an error, and every later call made with the same request context
 // fails too, so no cleanup code runs that a real crash would have skipped.
-// Each call is named by a step ("s3.PutObject", "ddb.UpdateItem:decrement"),
+// Each call is named by a step ("s3.PutObject", "ddb.UpdateItem:shard"),
 // and a Rule decides, by step and occurrence, what happens to it.
 package faults
 
