@@ -39,10 +39,11 @@ import (
 // first shard concurrently, one of them twice, and a late duplicate after
 // the end.
 //
-// The upload has two shards (130 chunks: 128 and 2). An earlier attempt at
-// it was abandoned and its record removed, leaving shards of an older
-// generation to replace, and the clock jumps twice mid-upload past the age
-// at which the ledger confirms its cached generation.
+// The upload has three shards (10 chunks in shards of testShards: 4, 4 and
+// 2). An earlier attempt at it was abandoned and its record removed, leaving
+// a shard of an older generation to replace in each, and the clock jumps
+// twice mid-upload past the age at which the ledger confirms its cached
+// generation.
 //
 // Whatever happens, the upload must end complete, with the right bytes
 // (sha256), assembled exactly once (one CompleteMultipartUpload that
@@ -54,9 +55,10 @@ func TestCountingSurvivesFaultsAtEveryStep(t *testing.T) {
 
 	// A clean run (with the baseline crash) names every step there is.
 	clean := h.run(t, "clean", "", faults.Pass)
-	// Both windows were open, and closed by a resend each.
-	if n, calls := clean.Injected(), clean.Calls("ddb.UpdateItem:full"); n != 2 || calls < 4 {
-		t.Fatalf("the clean run injected %d faults and registered shards %d times; want the 2 baseline faults and 4 registrations at least", n, calls)
+	// Both windows were open, and closed by a resend each: the three shards
+	// were registered, one of them twice, and the last one again.
+	if n, calls := clean.Injected(), clean.Calls("ddb.UpdateItem:full"); n != 2 || calls < 5 {
+		t.Fatalf("the clean run injected %d faults and registered shards %d times; want the 2 baseline faults and 5 registrations at least", n, calls)
 	}
 	var steps []string
 	for step := range clean.AllCalls() {
@@ -94,11 +96,12 @@ type harness struct {
 	s3            *s3.Client
 }
 
-// chunkSize and the file's size: 130 chunks, two shards, the last chunk
-// carrying the remainder (flow.js's default forceChunkSize: false).
+// chunkSize and the file's size: 10 chunks, three shards of testShards (4,
+// 4 and 2 chunks), the last chunk carrying the remainder (flow.js's default
+// forceChunkSize: false).
 const (
 	ftChunk  = 1 << 10
-	ftChunks = 130
+	ftChunks = 10
 	ftSize   = ftChunks*ftChunk + 1000
 )
 
@@ -109,14 +112,15 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 			return mode
 		}
 		if step == "ddb.UpdateItem:full" {
-			// Baseline: the first registration (chunk 129 filling shard 1)
-			// fails, leaving a full shard unregistered; the third (shard 0,
-			// the last) crashes, leaving every shard registered and the
-			// upload not ready.
+			// Baseline: the first registration (chunk 9 filling shard 2)
+			// fails, leaving a full shard unregistered; the second is its
+			// resend's, the third shard 1's; the fourth (shard 0, the last)
+			// crashes, leaving every shard registered and the upload not
+			// ready.
 			switch nth {
 			case 1:
 				return faults.Fail
-			case 3:
+			case 4:
 				return faults.Crash
 			}
 		}
@@ -124,6 +128,7 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 	}}
 	clock := &awstest.Clock{}
 	ledger := &dynamoledger.Ledger{Client: faults.DynamoDB{API: h.db, In: in}, Table: h.table, Now: clock.Now}
+	dynamoledger.SetShardSize(ledger, testShards)
 	store := &s3store.Store{Client: faults.S3{API: h.s3, In: in}, Bucket: h.bucket}
 	var readies atomic.Int32
 	svc := &upload.Service{Store: store, Ledger: ledger, OnReady: func(string) { readies.Add(1) }}
@@ -168,6 +173,7 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 	// An earlier attempt sent a chunk of each shard and was abandoned; its
 	// record expired and is removed, as DynamoDB's TTL would.
 	send(1)
+	send(5)
 	send(ftChunks)
 	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
 	for try := 0; ; try++ {
@@ -197,27 +203,19 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 		close(next)
 		wg.Wait()
 	}
-	span := func(from, to int) []int {
-		var ns []int
-		for n := from; n <= to; n++ {
-			ns = append(ns, n)
-		}
-		return ns
-	}
 
 	// The upload: the first and last chunks first (flow.js's
-	// prioritizeFirstAndLastChunk), and the one that completes shard 1.
+	// prioritizeFirstAndLastChunk), and the one that completes shard 2.
 	for _, n := range []int{1, ftChunks, ftChunks - 1} {
 		send(n)
 	}
-	sendAll(append(span(2, 40), 3)...) // and a duplicate, as after a lost response
+	sendAll(2, 5, 6, 2) // and a duplicate, as after a lost response
 	// The user paused, twice: the cached generation needs confirming.
 	clock.Advance(dynamoledger.DefaultIdleTTL/8 + time.Minute)
-	sendAll(span(41, 90)...)
+	sendAll(7, 8) // these fill shard 1
 	clock.Advance(dynamoledger.DefaultIdleTTL/8 + time.Minute)
-	sendAll(span(91, 126)...)
-	sendAll(127, 128, 128) // the chunks that fill shard 0 race, one twice
-	send(2)                // a late duplicate after the upload is ready
+	sendAll(3, 4, 4) // the chunks that fill shard 0 race, one twice
+	send(2)          // a late duplicate after the upload is ready
 	if readies.Load() > 1 {
 		t.Errorf("ready reported %d times", readies.Load())
 	}
@@ -320,8 +318,9 @@ func (r *recorder) of(key string) []upload.Event {
 	return out
 }
 
-// The work per chunk is constant: uploads of 40 chunks (one partial shard)
-// and of 300 (two full shards and a partial one) make one DynamoDB write per
+// The work per chunk is constant: on the default shard size (128), which
+// production uses, uploads of 40 chunks (one partial shard) and of 300 (two
+// full shards and a partial one) make one DynamoDB write per
 // chunk, plus one per shard and a fixed amount per upload, and two reads per
 // chunk. This also measures the numbers the package doc quotes.
 func TestRequestsPerChunkAreConstant(t *testing.T) {

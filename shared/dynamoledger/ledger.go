@@ -17,7 +17,9 @@
 //	    uploadKey, expiresAt
 //
 // Chunk n belongs to shard k = (n-1)/128, whose set chunks holds the numbers
-// counted so far; the last shard holds the remainder. META's shards is the
+// counted so far; the last shard holds the remainder. 128 chunks a shard is
+// the size every Ledger uses; only the package's own tests set a smaller one,
+// to reach several shards with a few chunks. META's shards is the
 // number of shards, full the set of those known to be complete. gen is random
 // per META item: a record re-created after expiry gets a new one, and shard
 // items of an older generation are ignored everywhere and replaced when
@@ -135,6 +137,12 @@ type Ledger struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
+	// shardSize is how many chunks a shard holds; 0 means defaultShardSize,
+	// which is what production always uses. Only the package's tests set it
+	// (export_test.go), so that a few chunks make several shards. It is not
+	// stored: every ledger counting on one table must use the same size.
+	shardSize int
+
 	gens genCache
 }
 
@@ -147,18 +155,35 @@ const (
 	shardSK  = "S#"
 )
 
-// shardSize is how many chunks one shard item holds. 128 chunk numbers of up
-// to 6 digits take 4 bytes each, so a shard item stays well under 1 KB and
-// every write to it costs one write unit (DynamoDB bills a write per started
-// KB of the larger of the item before and after).
-const shardSize = 128
+// defaultShardSize is how many chunks one shard item holds. 128 chunk
+// numbers of up to 6 digits take 4 bytes each, so a shard item stays well
+// under 1 KB and every write to it costs one write unit (DynamoDB bills a
+// write per started KB of the larger of the item before and after).
+const defaultShardSize = 128
 
-func shardOf(n int) int { return (n - 1) / shardSize }
+// chunksPerShard is the ledger's shard size: defaultShardSize unless a test
+// set another.
+func (l *Ledger) chunksPerShard() int {
+	if l.shardSize > 0 {
+		return l.shardSize
+	}
+	return defaultShardSize
+}
 
-func shardCount(total int) int { return (total + shardSize - 1) / shardSize }
+// shardOf is the shard chunk n belongs to.
+func (l *Ledger) shardOf(n int) int { return (n - 1) / l.chunksPerShard() }
+
+// shardCount is how many shards an upload of total chunks has.
+func (l *Ledger) shardCount(total int) int {
+	size := l.chunksPerShard()
+	return (total + size - 1) / size
+}
 
 // shardLen is how many chunks shard k of an upload of total chunks holds.
-func shardLen(k, total int) int { return min(shardSize, total-k*shardSize) }
+func (l *Ledger) shardLen(k, total int) int {
+	size := l.chunksPerShard()
+	return min(size, total-k*size)
+}
 
 func metaKey(key string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"pk": str(uploadPK + key), "sk": str(metaSK)}
@@ -181,7 +206,7 @@ var (
 
 // Lookup reads the record and chunk n's shard in one request.
 func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.State, bool, error) {
-	k := shardOf(n)
+	k := l.shardOf(n)
 	items, err := l.batchGet(ctx, metaKey(info.Key), shardKey(info.Key, k))
 	if err != nil {
 		return "", false, err
@@ -200,7 +225,7 @@ func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.St
 		return state, state.PastReceiving(), nil
 	}
 	l.gens.put(info.Key, genEntry{gen: getS(meta, "gen"), updated: time.UnixMilli(getN(meta, "updated"))})
-	return state, slices.Contains(countedIn(meta, shard, k), int64(n)), nil
+	return state, slices.Contains(l.countedIn(meta, shard, k), int64(n)), nil
 }
 
 // countedIn returns the chunks of shard k (item shard, nil if absent) that
@@ -208,13 +233,13 @@ func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.St
 // shard, none of a full shard missing from full, and none at all once full
 // holds every shard (see the package doc: the client must send one of them
 // again to finish what a failed request left).
-func countedIn(meta, shard map[string]types.AttributeValue, k int) []int64 {
+func (l *Ledger) countedIn(meta, shard map[string]types.AttributeValue, k int) []int64 {
 	full := getNS(meta, "full")
 	if shard == nil || getS(shard, "gen") != getS(meta, "gen") || int64(len(full)) >= getN(meta, "shards") {
 		return nil
 	}
 	chunks := getNS(shard, "chunks")
-	if len(chunks) >= shardLen(k, int(getN(meta, "total"))) && !slices.Contains(full, int64(k)) {
+	if len(chunks) >= l.shardLen(k, int(getN(meta, "total"))) && !slices.Contains(full, int64(k)) {
 		return nil
 	}
 	return chunks
@@ -275,13 +300,13 @@ func (l *Ledger) countIn(ctx context.Context, info upload.Info, n int, g genEntr
 			return false, err
 		}
 	}
-	k := shardOf(n)
+	k := l.shardOf(n)
 	have, err := l.addToShard(ctx, info.Key, k, n, g.gen, now)
-	if err != nil || have < shardLen(k, info.TotalChunks) {
+	if err != nil || have < l.shardLen(k, info.TotalChunks) {
 		return false, err
 	}
 	full, err := l.registerShard(ctx, info.Key, k, g.gen, now)
-	if err != nil || full < shardCount(info.TotalChunks) {
+	if err != nil || full < l.shardCount(info.TotalChunks) {
 		return false, err
 	}
 	return l.markReady(ctx, info, g.gen, now)
@@ -399,7 +424,7 @@ func (l *Ledger) markReady(ctx context.Context, info upload.Info, gen string, no
 		ExpressionAttributeValues: values{
 			":ready": str(string(upload.StateReady)), ":now": millis(now), ":exp": epoch(now.Add(l.doneTTL())),
 			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-			":shards": num(int64(shardCount(info.TotalChunks))),
+			":shards": num(int64(l.shardCount(info.TotalChunks))),
 		},
 	})
 	if isConditionFailed(err) {
@@ -456,7 +481,7 @@ func (l *Ledger) create(ctx context.Context, info upload.Info) (map[string]types
 	item := metaKey(info.Key)
 	for k, v := range map[string]types.AttributeValue{
 		"key": str(info.Key), "gen": str(newGeneration()), "status": str(string(upload.StateReceiving)),
-		"total": num(int64(info.TotalChunks)), "shards": num(int64(shardCount(info.TotalChunks))),
+		"total": num(int64(info.TotalChunks)), "shards": num(int64(l.shardCount(info.TotalChunks))),
 		"size": num(info.TotalSize), "chunkSize": num(info.ChunkSize),
 		"ns": str(info.Namespace), "ident": str(info.Identifier), "name": str(info.FileName), "rel": str(info.RelativePath),
 		"created": millis(now), "updated": millis(now), "expiresAt": epoch(now.Add(l.idleTTL())),
@@ -632,7 +657,7 @@ func (l *Ledger) Get(ctx context.Context, key string) (upload.Record, error) {
 		return upload.Record{}, err
 	}
 	for k, shard := range shards {
-		rec.Received += len(countedIn(meta, shard, k))
+		rec.Received += len(l.countedIn(meta, shard, k))
 	}
 	return rec, nil
 }

@@ -22,18 +22,29 @@ import (
 // skipped if it cannot start.
 func TestMain(m *testing.M) { os.Exit(localaws.RunTests(m)) }
 
-// newLedger returns a ledger on a fresh table, its clock, and the fault
-// injector wrapped around its client (passing everything until told).
-func newLedger(t *testing.T) (*dynamoledger.Ledger, *awstest.Clock, *faults.Injector) {
+// testShards is the shard size of the tests about the counting protocol:
+// with 4 chunks a shard, uploads of a few chunks have two or three shards, so
+// filling, registering and replacing shards, and the crash windows between
+// the steps, take a handful of requests instead of hundreds. The default
+// (128), which production uses, is what TestShardBoundaries and
+// TestRequestsPerChunkAreConstant run on.
+const testShards = 4
+
+// newLedger returns a ledger with shards of shardSize chunks (0: the
+// default) on a fresh table, its clock, and the fault injector wrapped
+// around its client (passing everything until told).
+func newLedger(t *testing.T, shardSize int) (*dynamoledger.Ledger, *awstest.Clock, *faults.Injector) {
 	t.Helper()
 	db := awstest.DynamoDB(t)
 	clock := &awstest.Clock{}
 	in := &faults.Injector{}
-	return &dynamoledger.Ledger{
+	l := &dynamoledger.Ledger{
 		Client: faults.DynamoDB{API: db, In: in},
 		Table:  awstest.Table(t, db),
 		Now:    clock.Now,
-	}, clock, in
+	}
+	dynamoledger.SetShardSize(l, shardSize)
+	return l, clock, in
 }
 
 func info(ns, ident string, size, chunk int64) upload.Info {
@@ -55,9 +66,9 @@ func mustCount(t *testing.T, l upload.Ledger, in upload.Info, n int) bool {
 }
 
 func TestCountSequentialWithDuplicates(t *testing.T) {
-	l, _, in := newLedger(t)
+	l, _, in := newLedger(t, testShards)
 	ctx := context.Background()
-	u := info("", "seq", 5000, 1000) // 5 chunks
+	u := info("", "seq", 5000, 1000) // 5 chunks: shards of 4 and 1
 
 	if st, counted, err := l.Lookup(ctx, u, 1); err != nil || st != upload.StateUnknown || counted {
 		t.Fatalf("lookup before anything = %v %v %v, want unknown", st, counted, err)
@@ -101,9 +112,9 @@ func TestCountSequentialWithDuplicates(t *testing.T) {
 }
 
 func TestCountConcurrent(t *testing.T) {
-	l, _, _ := newLedger(t)
+	l, _, _ := newLedger(t, testShards)
 	ctx := context.Background()
-	const uploads, chunks, dup = 4, 25, 4
+	const uploads, chunks, dup = 4, 10, 4 // shards of 4, 4 and 2 chunks
 	var wg sync.WaitGroup
 	readies := make([]atomic.Int32, uploads)
 	errs := make(chan error, uploads*chunks*dup)
@@ -141,7 +152,7 @@ func TestCountConcurrent(t *testing.T) {
 }
 
 func TestConflict(t *testing.T) {
-	l, clock, _ := newLedger(t)
+	l, clock, _ := newLedger(t, testShards)
 	ctx := context.Background()
 	a := info("alice", "same-id", 3000, 1000)
 	b := info("alice", "same-id", 4000, 1000)   // same identifier, other geometry
@@ -179,7 +190,7 @@ func TestConflict(t *testing.T) {
 }
 
 func TestClaimLeaseComplete(t *testing.T) {
-	l, clock, _ := newLedger(t)
+	l, clock, _ := newLedger(t, testShards)
 	ctx := context.Background()
 	u := info("", "claim", 2000, 1000)
 
@@ -247,7 +258,7 @@ func TestClaimLeaseComplete(t *testing.T) {
 }
 
 func TestFail(t *testing.T) {
-	l, _, _ := newLedger(t)
+	l, _, _ := newLedger(t, testShards)
 	ctx := context.Background()
 	u := info("", "fail", 1000, 1000)
 	mustCount(t, l, u, 1)
@@ -274,9 +285,9 @@ func TestFail(t *testing.T) {
 // other chunk would do. Lookup must then report the chunk uncounted, so that
 // the client sends it again, and the resend must finish the upload, once.
 func TestCrashWindowsAreResent(t *testing.T) {
-	l, _, in := newLedger(t)
+	l, _, in := newLedger(t, testShards)
 	ctx := context.Background()
-	u := info("", "windows", 130, 1) // shards of 128 and 2 chunks
+	u := info("", "windows", 6, 1) // shards of 4 and 2 chunks
 	crashAfter := ""
 	in.Rule = func(step string, nth int) faults.Mode {
 		if step == crashAfter {
@@ -309,32 +320,32 @@ func TestCrashWindowsAreResent(t *testing.T) {
 		return rec.Received
 	}
 
-	for n := 1; n <= 127; n++ {
+	for n := 1; n <= 3; n++ {
 		mustCount(t, l, u, n)
 	}
-	// Chunk 128 fills shard 0; its request dies before registering it.
-	crash("ddb.UpdateItem:shard", 128)
-	if counted(128) || counted(5) || received() != 0 {
+	// Chunk 4 fills shard 0; its request dies before registering it.
+	crash("ddb.UpdateItem:shard", 4)
+	if counted(4) || counted(2) || received() != 0 {
 		t.Fatalf("a full shard that is not registered reads as counted (received %d)", received())
 	}
-	if mustCount(t, l, u, 128) { // the resend
+	if mustCount(t, l, u, 4) { // the resend
 		t.Fatal("ready with shard 1 empty")
 	}
-	if !counted(128) || !counted(5) || received() != 128 {
+	if !counted(4) || !counted(2) || received() != 4 {
 		t.Fatalf("shard 0 not counted after the resend (received %d)", received())
 	}
 
-	// Chunk 130 completes shard 1 and registers it, the last one; its
+	// Chunk 6 completes shard 1 and registers it, the last one; its
 	// request dies before setting ready.
-	mustCount(t, l, u, 129)
-	crash("ddb.UpdateItem:full", 130)
-	if counted(130) || counted(1) || received() != 0 {
+	mustCount(t, l, u, 5)
+	crash("ddb.UpdateItem:full", 6)
+	if counted(6) || counted(1) || received() != 0 {
 		t.Fatalf("with every shard registered but not ready, a chunk reads as counted (received %d)", received())
 	}
-	if !mustCount(t, l, u, 130) { // the resend
+	if !mustCount(t, l, u, 6) { // the resend
 		t.Fatal("the resend did not make the upload ready")
 	}
-	for _, n := range []int{130, 1, 128} {
+	for _, n := range []int{6, 1, 4} {
 		if mustCount(t, l, u, n) {
 			t.Fatalf("chunk %d made the upload ready again", n)
 		}
@@ -342,7 +353,7 @@ func TestCrashWindowsAreResent(t *testing.T) {
 	if n := in.Succeeded("ddb.UpdateItem:ready"); n != 1 {
 		t.Fatalf("ready set %d times", n)
 	}
-	if rec, _ := l.Get(ctx, u.Key); rec.State != upload.StateReady || rec.Received != 130 {
+	if rec, _ := l.Get(ctx, u.Key); rec.State != upload.StateReady || rec.Received != 6 {
 		t.Fatalf("record = %+v", rec)
 	}
 }
@@ -352,7 +363,11 @@ func TestCrashWindowsAreResent(t *testing.T) {
 // whatever the order and duplicates; before that, every chunk counted reads
 // as counted and the last one does not.
 func TestShardBoundaries(t *testing.T) {
-	l, _, in := newLedger(t)
+	// On the size production uses: these totals are its boundaries.
+	l, _, in := newLedger(t, 0)
+	if dynamoledger.DefaultShardSize != 128 {
+		t.Fatalf("the default shard size is %d; the totals below are 128's boundaries", dynamoledger.DefaultShardSize)
+	}
 	ctx := context.Background()
 	for _, total := range []int{1, 128, 129, 256, 300} {
 		u := info("", fmt.Sprintf("bounds-%d", total), int64(total), 1)
@@ -395,24 +410,29 @@ func TestShardBoundaries(t *testing.T) {
 }
 
 // A record that expired and was removed (the sweeper's Forget, or TTL)
-// leaves chunk items behind; a new record for the same key must not take
-// them as counted.
+// leaves shard items behind; a new record for the same key must not take
+// their chunks as counted, and replaces each when it first writes to it.
 func TestNewGenerationIgnoresOldChunks(t *testing.T) {
-	l, clock, in := newLedger(t)
+	l, clock, in := newLedger(t, testShards)
 	ctx := context.Background()
-	u := info("", "regen", 3000, 1000)
-	mustCount(t, l, u, 1)
-	mustCount(t, l, u, 2)
+	u := info("", "regen", 10, 1) // shards of 4, 4 and 2 chunks
+	// The old generation has chunks in every shard, and shard 2 full and
+	// registered.
+	for _, n := range []int{1, 2, 5, 9, 10} {
+		mustCount(t, l, u, n)
+	}
 	old, _ := l.Get(ctx, u.Key)
 	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
 	if gone, err := l.Forget(ctx, u.Key, clock.Now()); err != nil || !gone {
 		t.Fatalf("forget: %v %v", gone, err)
 	}
-	if _, counted, _ := l.Lookup(ctx, u, 1); counted {
-		t.Fatal("chunk of a forgotten record reads as counted")
+	for _, n := range []int{1, 9} {
+		if _, counted, _ := l.Lookup(ctx, u, n); counted {
+			t.Fatalf("chunk %d of a forgotten record reads as counted", n)
+		}
 	}
 	if mustCount(t, l, u, 3) {
-		t.Fatal("ready with chunks 1 and 2 of the old generation")
+		t.Fatal("ready with the old generation's chunks")
 	}
 	if n := in.Succeeded("ddb.PutItem:shard-replace"); n != 1 {
 		t.Fatalf("old shard replaced %d times, want once", n)
@@ -421,8 +441,20 @@ func TestNewGenerationIgnoresOldChunks(t *testing.T) {
 	if rec.Generation == old.Generation || rec.Received != 1 {
 		t.Fatalf("new record = %+v; want a new generation with 1 chunk", rec)
 	}
-	mustCount(t, l, u, 1)
-	if !mustCount(t, l, u, 2) {
+	for _, n := range []int{9, 1} {
+		if _, counted, _ := l.Lookup(ctx, u, n); counted {
+			t.Fatalf("chunk %d of the old generation reads as counted in the new one", n)
+		}
+	}
+	for _, n := range []int{1, 2, 4, 5, 6, 7, 8, 9} {
+		if mustCount(t, l, u, n) {
+			t.Fatalf("ready at chunk %d, with chunk 10 counted only in the old generation", n)
+		}
+	}
+	if n := in.Succeeded("ddb.PutItem:shard-replace"); n != 3 {
+		t.Fatalf("old shards replaced %d times, want once each of 3", n)
+	}
+	if !mustCount(t, l, u, 10) {
 		t.Fatal("not ready once the new generation has every chunk")
 	}
 }
@@ -431,11 +463,15 @@ func TestNewGenerationIgnoresOldChunks(t *testing.T) {
 // when the record is re-created under it. The record cannot go while the
 // entry is young, so it is old by then, and Count confirms it first.
 func TestStaleGenerationCache(t *testing.T) {
-	l, clock, in := newLedger(t)
+	l, clock, in := newLedger(t, testShards)
 	ctx := context.Background()
-	u := info("", "stale", 2000, 1000)
-	mustCount(t, l, u, 1) // l caches the generation
+	u := info("", "stale", 6, 1) // shards of 4 and 2 chunks
+	// l caches the generation; shard 1 fills and is registered.
+	for _, n := range []int{1, 5, 6} {
+		mustCount(t, l, u, n)
+	}
 	other := &dynamoledger.Ledger{Client: l.Client, Table: l.Table, Now: clock.Now}
+	dynamoledger.SetShardSize(other, testShards)
 	if gone, _ := other.Forget(ctx, u.Key, clock.Now().Add(time.Second)); gone {
 		t.Fatal("forgot a record updated just now")
 	}
@@ -451,7 +487,12 @@ func TestStaleGenerationCache(t *testing.T) {
 	if rec.State != upload.StateReceiving || rec.Received != 1 {
 		t.Fatalf("record after recount = %+v", rec)
 	}
-	if !mustCount(t, l, u, 2) {
+	for n := 2; n <= 5; n++ {
+		if mustCount(t, l, u, n) {
+			t.Fatalf("ready at chunk %d, with chunk 6 counted only in the old generation", n)
+		}
+	}
+	if !mustCount(t, l, u, 6) {
 		t.Fatal("not ready")
 	}
 }
@@ -459,7 +500,7 @@ func TestStaleGenerationCache(t *testing.T) {
 // While chunks arrive, the record is kept alive: a process touches it once
 // its cached view of the record is an eighth of IdleTTL old, and not before.
 func TestTouchKeepsUploadAlive(t *testing.T) {
-	l, clock, in := newLedger(t)
+	l, clock, in := newLedger(t, testShards)
 	ctx := context.Background()
 	u := info("", "touch", 5000, 1000)
 	mustCount(t, l, u, 1)
@@ -487,7 +528,7 @@ func TestTouchKeepsUploadAlive(t *testing.T) {
 }
 
 func TestIdleForget(t *testing.T) {
-	l, clock, _ := newLedger(t)
+	l, clock, _ := newLedger(t, testShards)
 	ctx := context.Background()
 	u := info("", "idle", 2000, 1000)
 	mustCount(t, l, u, 1)
