@@ -76,12 +76,14 @@
 // Per chunk, Count makes one write: step 2, to an item of under 1 KB (1
 // WRU). Each shard adds one write to META (step 3) and each upload one more
 // (step 4), and each process counting an upload's chunks touches META about
-// once every eighth of IdleTTL. Each Lookup (flow.js's test GET, and the service's
-// check before storing) is one BatchGetItem of two items, META and the
-// chunk's shard; it also fills the generation cache. The first chunk adds the
-// identity check and the record's creation, and the first write to a shard
-// left by an older generation adds a read and a put. META grows by a few
-// bytes per shard.
+// once every eighth of IdleTTL. Each Lookup (flow.js's test GET, and the
+// service's check before storing) is one BatchGetItem of two items, META and
+// the chunk's shard, and of the identity item too until the process has seen
+// the record; it also fills the generation cache. The first chunk adds the
+// record's creation (two conditional puts: identity, META; Lookup's reads
+// serve as the check before them), and the first write to a shard left by an
+// older generation adds a read and a put. META grows by a few bytes per
+// shard.
 package dynamoledger
 
 import (
@@ -204,19 +206,39 @@ var (
 	errPast = errors.New("dynamoledger: upload past receiving")
 )
 
-// Lookup reads the record and chunk n's shard in one request.
+// Lookup reads the record and chunk n's shard in one request, and the
+// identity item too when this process has not seen the upload receiving (a
+// new upload needs it for the identity check, and Count for its creation).
 func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.State, bool, error) {
 	k := l.shardOf(n)
-	items, err := l.batchGet(ctx, metaKey(info.Key), shardKey(info.Key, k))
+	identity := upload.IdentityKey(info.Namespace, info.Identifier)
+	keys := []map[string]types.AttributeValue{metaKey(info.Key), shardKey(info.Key, k)}
+	g, ok := l.gens.get(info.Key)
+	seen := ok && !g.absent
+	if !seen {
+		keys = append(keys, identKey(identity))
+	}
+	items, err := l.batchGet(ctx, keys...)
 	if err != nil {
 		return "", false, err
 	}
 	meta, shard := items[0], items[1]
 	if meta == nil {
-		l.gens.forget(info.Key)
-		if err := l.checkIdentity(ctx, info); err != nil {
+		holder := ""
+		if seen { // the record has gone since: read the identity now
+			if holder, err = l.identityHolder(ctx, identity); err != nil {
+				return "", false, err
+			}
+		} else {
+			holder = getS(items[2], "uploadKey")
+		}
+		if err := l.checkHolder(ctx, info, holder); err != nil {
+			l.gens.forget(info.Key)
 			return "", false, err
 		}
+		// Count follows if the chunk is stored: it can create the record
+		// straight away, the identity's holder in hand.
+		l.gens.put(info.Key, genEntry{absent: true, holder: holder})
 		return upload.StateUnknown, false, nil
 	}
 	state := upload.State(getS(meta, "status"))
@@ -271,22 +293,27 @@ func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (bool, erro
 // generation returns the generation of a receiving upload, creating its
 // record if there is none, or errPast if it is no longer receiving.
 func (l *Ledger) generation(ctx context.Context, info upload.Info) (genEntry, error) {
-	if g, ok := l.gens.get(info.Key); ok {
+	g, ok := l.gens.get(info.Key)
+	if ok && !g.absent {
 		return g, nil
 	}
-	meta, err := l.getMeta(ctx, info.Key)
+	var meta map[string]types.AttributeValue
+	var err error
+	if ok {
+		// Lookup found no record moments ago: create it without reading
+		// again. Both writes of create are conditional, so a record or an
+		// identity that appeared meanwhile is found, not overwritten.
+		meta, err = l.create(ctx, info, &g.holder)
+	} else if meta, err = l.getMeta(ctx, info.Key); err == nil && meta == nil {
+		meta, err = l.create(ctx, info, nil)
+	}
 	if err != nil {
 		return genEntry{}, err
-	}
-	if meta == nil {
-		if meta, err = l.create(ctx, info); err != nil {
-			return genEntry{}, err
-		}
 	}
 	if upload.State(getS(meta, "status")) != upload.StateReceiving {
 		return genEntry{}, errPast
 	}
-	g := genEntry{gen: getS(meta, "gen"), updated: time.UnixMilli(getN(meta, "updated"))}
+	g = genEntry{gen: getS(meta, "gen"), updated: time.UnixMilli(getN(meta, "updated"))}
 	l.gens.put(info.Key, g)
 	return g, nil
 }
@@ -473,8 +500,8 @@ func (l *Ledger) keepFor() time.Duration { return min(l.idleTTL(), l.doneTTL()) 
 // create makes the upload's record after checking that no other receiving
 // upload holds its identifier, and returns it (or the one a concurrent
 // request made first).
-func (l *Ledger) create(ctx context.Context, info upload.Info) (map[string]types.AttributeValue, error) {
-	if err := l.claimIdentity(ctx, info); err != nil {
+func (l *Ledger) create(ctx context.Context, info upload.Info, holder *string) (map[string]types.AttributeValue, error) {
+	if err := l.claimIdentity(ctx, info, holder); err != nil {
 		return nil, err
 	}
 	now := l.now()
@@ -509,11 +536,16 @@ func (l *Ledger) create(ctx context.Context, info upload.Info) (map[string]types
 // claimIdentity points the identity item at this upload, unless another
 // upload still receiving holds it (ErrConflict). It is a compare-and-swap,
 // so two uploads that start together under one identifier cannot both win.
-func (l *Ledger) claimIdentity(ctx context.Context, info upload.Info) error {
+// known, if set, is the holder as Lookup just read it, saving the first read
+// (if it has changed since, the swap fails and the holder is read again).
+func (l *Ledger) claimIdentity(ctx context.Context, info upload.Info, known *string) error {
 	identity := upload.IdentityKey(info.Namespace, info.Identifier)
 	for range 4 {
-		holder, err := l.identityHolder(ctx, identity)
-		if err != nil {
+		var holder string
+		var err error
+		if known != nil {
+			holder, known = *known, nil
+		} else if holder, err = l.identityHolder(ctx, identity); err != nil {
 			return err
 		}
 		if holder == info.Key {
@@ -549,11 +581,12 @@ func (l *Ledger) claimIdentity(ctx context.Context, info upload.Info) error {
 	return errors.New("dynamoledger: identifier contended; retry")
 }
 
-// checkIdentity is claimIdentity's read-only half, for Lookup.
-func (l *Ledger) checkIdentity(ctx context.Context, info upload.Info) error {
-	holder, err := l.identityHolder(ctx, upload.IdentityKey(info.Namespace, info.Identifier))
-	if err != nil || holder == "" || holder == info.Key {
-		return err
+// checkHolder is claimIdentity's read-only half, for Lookup: holder, the
+// upload the identity item points at, must be this one, none, or one no
+// longer receiving.
+func (l *Ledger) checkHolder(ctx context.Context, info upload.Info, holder string) error {
+	if holder == "" || holder == info.Key {
+		return nil
 	}
 	busy, err := l.receiving(ctx, holder)
 	if err == nil && busy {
@@ -825,9 +858,14 @@ type genCache struct {
 
 // genEntry is a generation and the record's updated time when it was read,
 // or the time of a write of ours that was conditioned on it.
+//
+// absent marks instead that Lookup found no record, and holder is who held
+// the upload's identity then: a hint for Count's creation of the record.
 type genEntry struct {
 	gen     string
 	updated time.Time
+	absent  bool
+	holder  string
 }
 
 const genCacheMax = 10_000

@@ -556,3 +556,37 @@ func TestIdleForget(t *testing.T) {
 		t.Fatalf("get after forget: %v", err)
 	}
 }
+
+// Lookup's finding that an upload has no record lets Count create it without
+// reading again; when another process created the record, or took the
+// identifier, in between, the conditional writes find out and Count does the
+// right thing: it counts into that record, or refuses the conflict.
+func TestCreateAfterAStaleLookup(t *testing.T) {
+	l, clock, _ := newLedger(t, testShards)
+	other := &dynamoledger.Ledger{Client: l.Client, Table: l.Table, Now: clock.Now}
+	dynamoledger.SetShardSize(other, testShards)
+	ctx := context.Background()
+
+	u := info("", "raced", 3000, 1000)
+	if st, _, err := l.Lookup(ctx, u, 2); err != nil || st != upload.StateUnknown {
+		t.Fatalf("lookup before anything = %v, %v", st, err)
+	}
+	mustCount(t, other, u, 1) // the other process creates the record meanwhile
+	mustCount(t, l, u, 2)
+	if rec, err := l.Get(ctx, u.Key); err != nil || rec.Received != 2 {
+		t.Fatalf("after both counted: %+v, %v; want one record with 2 chunks", rec, err)
+	}
+
+	a := info("", "contested", 3000, 1000)
+	b := info("", "contested", 4000, 1000) // same identifier, other geometry
+	if st, _, err := l.Lookup(ctx, b, 1); err != nil || st != upload.StateUnknown {
+		t.Fatalf("lookup of b = %v, %v", st, err)
+	}
+	mustCount(t, other, a, 1) // a takes the identifier after b's lookup
+	if _, err := l.Count(ctx, b, 1); !errors.Is(err, upload.ErrConflict) {
+		t.Fatalf("count of b after a took the identifier: %v, want ErrConflict", err)
+	}
+	if _, err := l.Get(ctx, b.Key); !errors.Is(err, upload.ErrNotFound) {
+		t.Fatalf("refused upload got a record: %v", err)
+	}
+}
