@@ -39,7 +39,8 @@
 //     META's full, on the condition that the record is receiving in this
 //     generation;
 //  4. if full now holds every shard, sets status=ready on the same condition
-//     and tells the caller it made the upload ready.
+//     and tells the caller it made the upload ready. An upload of one shard
+//     (up to 128 chunks: most) does steps 3 and 4 in one write.
 //
 // Sets make repeats harmless: a retry, a duplicate or a concurrent request
 // adds a number that is there already, so a chunk is never counted twice nor
@@ -332,11 +333,16 @@ func (l *Ledger) countIn(ctx context.Context, info upload.Info, n int, g genEntr
 	if err != nil || have < l.shardLen(k, info.TotalChunks) {
 		return false, err
 	}
+	if l.shardCount(info.TotalChunks) == 1 {
+		// Registering the only shard completes the upload: steps 3 and 4
+		// in one write.
+		return l.markReady(ctx, info, k, g.gen, now)
+	}
 	full, err := l.registerShard(ctx, info.Key, k, g.gen, now)
 	if err != nil || full < l.shardCount(info.TotalChunks) {
 		return false, err
 	}
-	return l.markReady(ctx, info, g.gen, now)
+	return l.markReady(ctx, info, -1, g.gen, now)
 }
 
 // whileReceiving is the condition of every write to META that counting makes.
@@ -438,23 +444,35 @@ func (l *Ledger) registerShard(ctx context.Context, key string, k int, gen strin
 }
 
 // markReady sets status=ready (step 4) and reports whether this call did.
-func (l *Ledger) markReady(ctx context.Context, info upload.Info, gen string, now time.Time) (bool, error) {
-	const set = "SET #status = :ready, #updated = :now, #expiresAt = :exp"
+// With k >= 0 it also registers shard k, the upload's only one (step 3).
+func (l *Ledger) markReady(ctx context.Context, info upload.Info, k int, gen string, now time.Time) (bool, error) {
+	set := "SET #status = :ready, #updated = :now, #expiresAt = :exp"
 	// The size check repeats what the caller saw, inside the write that
 	// depends on it.
-	const cond = whileReceiving + " AND size(#full) = :shards"
+	cond := whileReceiving + " AND size(#full) = :shards"
+	vals := values{
+		":ready": str(string(upload.StateReady)), ":now": millis(now), ":exp": epoch(now.Add(l.doneTTL())),
+		":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
+		":shards": num(int64(l.shardCount(info.TotalChunks))),
+	}
+	if k >= 0 {
+		set += " ADD #full :k"
+		cond = whileReceiving
+		vals[":k"] = numSet(int64(k))
+		delete(vals, ":shards")
+	}
 	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(l.Table), Key: metaKey(info.Key),
-		UpdateExpression:         aws.String(set),
-		ConditionExpression:      aws.String(cond),
-		ExpressionAttributeNames: names(set, cond),
-		ExpressionAttributeValues: values{
-			":ready": str(string(upload.StateReady)), ":now": millis(now), ":exp": epoch(now.Add(l.doneTTL())),
-			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-			":shards": num(int64(l.shardCount(info.TotalChunks))),
-		},
+		UpdateExpression:          aws.String(set),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names(set, cond),
+		ExpressionAttributeValues: vals,
 	})
 	if isConditionFailed(err) {
+		if k >= 0 {
+			// Ready already (someone else made it), or not ours to count.
+			return false, l.whyNotReceiving(ctx, info.Key, gen)
+		}
 		return false, nil // someone else made it ready
 	}
 	if err != nil {

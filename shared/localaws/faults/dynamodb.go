@@ -46,8 +46,8 @@ func itemKind(m map[string]types.AttributeValue) string {
 func updateStep(expr string) string {
 	for _, s := range []struct{ frag, step string }{
 		{"ADD #chunks", "shard"},
+		{"#status = :ready", "ready"}, // also registers the shard when it is the only one
 		{"ADD #full", "full"},
-		{"#status = :ready", "ready"},
 		{"#status = :assembling", "claim"},
 		{"#status = :complete", "complete"},
 		{"#status = :failed", "fail"},
