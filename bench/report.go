@@ -135,7 +135,7 @@ func (rep *Report) Targets() []target {
 		}
 		met := yesNo(okMulti && okSingle)
 		if okMulti && !okSingle {
-			met = "yes for files of several chunks; **no** for one-chunk files (each upload's own writes: record, identity, ready, claim, result, published)"
+			met = "yes for files of several chunks; **no** for one-chunk files (each upload's own writes: identity, record, the chunk's shard, ready, claim, result, published)"
 		}
 		out = append(out, target{goal, strings.Join(parts, "; "), met})
 	}
