@@ -154,12 +154,20 @@ func (s *Store) reserve(f *os.File, key string, totalSize, off, size int64) erro
 		return nil
 	}
 	to := min(totalSize, max(end, off+reserveAhead))
-	if err := preallocate(f, r.reserved, to-r.reserved); err != nil {
+	if err := reserveBlocks(f, r.reserved, to-r.reserved); err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			// No room for the window ahead; the chunk itself may still
+			// fit, and its write says so if not.
+			return nil
+		}
 		return err
 	}
 	r.reserved = to
 	return nil
 }
+
+// reserveBlocks is preallocate; a variable so that tests can fill the disk.
+var reserveBlocks = preallocate
 
 // forget drops the reservation of a staging file that is gone.
 func (s *Store) forget(key string) {

@@ -112,3 +112,41 @@ func TestChunkWriteReaderErrorMidBuffer(t *testing.T) {
 		t.Fatalf("PutChunk = %v, want the reader's error", err)
 	}
 }
+
+// A disk without room for the window ahead still takes a chunk that fits;
+// another failure to reserve fails the chunk.
+func TestReserveOnFullDisk(t *testing.T) {
+	orig := reserveBlocks
+	defer func() { reserveBlocks = orig }()
+	for _, tc := range []struct {
+		err  error
+		fail bool
+	}{
+		{syscall.ENOSPC, false},
+		{syscall.EDQUOT, false},
+		{syscall.EIO, true},
+	} {
+		reserveBlocks = func(*os.File, int64, int64) error { return &os.PathError{Op: "fallocate", Path: "x", Err: tc.err} }
+		s, _ := newStore(t)
+		rec := record("full-"+tc.err.Error(), 2<<20, 1<<20, true)
+		data := content(3, rec.TotalSize)
+		err := s.PutChunk(context.Background(), rec.Info, 1, bytes.NewReader(data[:1<<20]))
+		if tc.fail {
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("reserving failed with %v: PutChunk = %v, want that error", tc.err, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("reserving failed with %v: PutChunk = %v, want the chunk taken", tc.err, err)
+		}
+		putAll(t, s, rec, data, 3)
+		res, err := s.Assemble(context.Background(), rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readFinal(t, s, res); !bytes.Equal(got, data) {
+			t.Fatal("assembled bytes differ from those sent")
+		}
+	}
+}
