@@ -32,6 +32,10 @@ var (
 	bucketUploads    = []byte("uploads")
 	bucketIdentities = []byte("identities")
 	keyMeta          = []byte("_meta") // 5 bytes: never equal to a 4-byte chunk key
+	// countedMark is the value under a counted chunk's key. Not empty: bbolt
+	// reads a key written with a nil value in the same transaction as
+	// absent, and a group commit runs many counts in one transaction.
+	countedMark = []byte{1}
 )
 
 // Ledger is an upload.Ledger and upload.Scanner on bbolt.
@@ -115,7 +119,7 @@ func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (ready bool
 		if rec.State != upload.StateReceiving || b.Get(chunkKey(n)) != nil {
 			return nil
 		}
-		if err := b.Put(chunkKey(n), nil); err != nil {
+		if err := b.Put(chunkKey(n), countedMark); err != nil {
 			return err
 		}
 		rec.Received++

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/shared/upload"
+	bolt "go.etcd.io/bbolt"
 )
 
 // testClock is a settable clock, safe to read from bbolt's batch goroutines.
@@ -783,5 +784,45 @@ func TestForgetKeepsUnpublishedResult(t *testing.T) {
 	}
 	if gone, err := l.Forget(ctx, info.Key, clock.now().Add(-24*time.Hour)); err != nil || !gone {
 		t.Fatalf("Forget of a published, idle upload = %v, %v", gone, err)
+	}
+}
+
+// Counts that share one group commit run in one transaction: a chunk counted
+// by the first must read as counted to the second. (bbolt reads a key put
+// with a nil value in the same transaction as absent, which once counted
+// such a chunk twice and made an upload ready with a chunk missing.)
+func TestCountSameChunkTwiceInOneCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := openLedger(t)
+	info := testInfo("public", "one-commit", 3*8, 8)
+	if _, err := l.Count(ctx, info, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the committer so that the next counts queue up and share a commit.
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go l.writes.do(func(*bolt.Tx) error { close(held); <-release; return nil })
+	<-held
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := l.Count(ctx, info, 1); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for queued := 0; queued < 2; {
+		time.Sleep(time.Millisecond)
+		l.writes.mu.Lock()
+		queued = len(l.writes.queue)
+		l.writes.mu.Unlock()
+	}
+	close(release)
+	wg.Wait()
+	if rec := mustGet(t, l, info.Key); rec.Received != 2 || rec.State != upload.StateReceiving {
+		t.Fatalf("after counting chunk 1 twice in one commit: received %d, state %s; want 2, receiving", rec.Received, rec.State)
 	}
 }
