@@ -223,7 +223,7 @@ func runS3Server(ctx context.Context) error {
 	if v, err := strconv.Atoi(os.Getenv("FLOWGATE_ASSEMBLY_WORKERS")); err == nil && v > 0 {
 		workers = v
 	}
-	stream := &streamassemble.Handler{Pipeline: *d.Pipeline(""), Store: d.Store, Log: log}
+	stream := d.StreamHandler()
 	q := newReadyQueue(workers, stream)
 	d.Service.OnReady = q.enqueue
 	bg, stopBG := context.WithCancel(context.Background())

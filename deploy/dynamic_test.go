@@ -25,7 +25,6 @@ import (
 
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
-	"github.com/flowgate/flowgate/shared/streamassemble"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -117,7 +116,7 @@ func TestAnalysisCoversWhatRuns(t *testing.T) {
 	}
 	as := &opRecorder{ops: map[string]bool{}}
 	d := deployment(as)
-	h := &streamassemble.Handler{Pipeline: *d.Pipeline(""), Store: d.Store, Log: d.Log}
+	h := d.StreamHandler()
 	var batch events.DynamoDBEvent
 	b, err := os.ReadFile("../events/assemble-stream-batch.json")
 	if err == nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
+	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
 	"github.com/flowgate/flowgate/shared/publish"
@@ -314,7 +315,7 @@ func TestStreamFilterOnLedgerRecords(t *testing.T) {
 	}
 	count := func(u upload.Info, ns ...int) {
 		for _, n := range ns {
-			if _, err := l.Count(ctx, u, n); err != nil {
+			if _, err := ledgertest.Count(ctx, l, u, n); err != nil {
 				t.Fatalf("count %d: %v", n, err)
 			}
 		}

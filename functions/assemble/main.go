@@ -34,5 +34,5 @@ func newHandler(ctx context.Context, getenv func(string) string) (*streamassembl
 	if err != nil {
 		return nil, err
 	}
-	return &streamassemble.Handler{Pipeline: *d.Pipeline(""), Store: d.Store, Log: log}, nil
+	return d.StreamHandler(), nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/flowgate/flowgate/shared/awsdeploy"
+	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
 	"github.com/flowgate/flowgate/shared/upload"
@@ -148,18 +149,14 @@ func TestSampleStreamBatch(t *testing.T) {
 	two := upload.UploadKey("public", "20-two.bin", 20, 10, 2)
 
 	// TTL removes two.bin's record (dynalite has no TTL: delete it as DynamoDB would).
-	_, err := f.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(f.table), Key: map[string]types.AttributeValue{
-		"pk": &types.AttributeValueMemberS{Value: "U#" + two}, "sk": &types.AttributeValueMemberS{Value: "META"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := batch(t)
+	removed(ev, f.remove(t, two))
 
 	handle, err := newHandler(ctx, f.getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := handle.Handle(ctx, batch(t))
+	resp, err := handle.Handle(ctx, ev)
 	if err != nil || len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("batch: %+v %v", resp, err)
 	}
@@ -184,7 +181,7 @@ func TestSampleStreamBatch(t *testing.T) {
 	}
 
 	// The same batch again (Lambda retries whole batches): nothing changes.
-	if resp, err := handle.Handle(ctx, batch(t)); err != nil || len(resp.BatchItemFailures) != 0 {
+	if resp, err := handle.Handle(ctx, ev); err != nil || len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("batch again: %+v %v", resp, err)
 	}
 	if n := len(f.bus.events()); n != 1 {
@@ -230,30 +227,62 @@ func TestFailedRecordIsReported(t *testing.T) {
 }
 
 // An expired record whose upload has started again under a new record (same
-// key, new generation) keeps its chunks: they are the new upload's now.
+// key, new generation) loses only its own chunks: the new generation's
+// stay, whenever the REMOVE arrives.
 func TestRemoveAfterRestartKeepsChunks(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	two := upload.UploadKey("public", "20-two.bin", 20, 10, 2)
 	f.send(t, "upload-4-octet-post.json", nil)
-	_, err := f.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(f.table), Key: map[string]types.AttributeValue{
-		"pk": &types.AttributeValueMemberS{Value: "U#" + two}, "sk": &types.AttributeValueMemberS{Value: "META"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := f.remove(t, two)
 	f.send(t, "upload-4-octet-post.json", nil) // the client resumes: a new record
+	rec, err := f.ledger().Get(ctx, two)
+	if err != nil || rec.Generation == old {
+		t.Fatalf("the resumed upload's record: %+v, %v", rec, err)
+	}
 
 	h, err := newHandler(ctx, f.getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ev := batch(t)
+	removed(ev, old)
 	ev.Records = ev.Records[2:] // the REMOVE
 	if resp, err := h.Handle(ctx, ev); err != nil || len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("batch: %+v %v", resp, err)
 	}
-	if keys := awstest.Keys(t, f.s3, f.bucket, "staging/"+two+"/"); len(keys) != 1 {
-		t.Fatalf("chunks of the restarted upload = %v, want its chunk 1 kept", keys)
+	if keys := awstest.Keys(t, f.s3, f.bucket, "staging/"+two+"/"); len(keys) != 1 || !strings.Contains(keys[0], "/"+rec.Generation+"/") {
+		t.Fatalf("chunks of the upload = %v, want only its new generation's chunk 1", keys)
+	}
+}
+
+// remove deletes the upload's record as DynamoDB's TTL would (dynalite has
+// no TTL) and returns the generation it had.
+func (f *fixture) remove(t *testing.T, key string) string {
+	t.Helper()
+	rec, err := f.ledger().Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.db.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(f.table), Key: map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: "U#" + key}, "sk": &types.AttributeValueMemberS{Value: "META"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.Generation
+}
+
+func (f *fixture) ledger() *dynamoledger.Ledger {
+	return &dynamoledger.Ledger{Client: f.db, Table: f.table}
+}
+
+// removed makes the sample batch's REMOVE record name the generation that
+// was really removed (generations are random).
+func removed(ev events.DynamoDBEvent, gen string) {
+	for _, r := range ev.Records {
+		if r.EventName == "REMOVE" {
+			r.Change.OldImage["gen"] = events.NewStringAttribute(gen)
+		}
 	}
 }

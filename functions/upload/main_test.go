@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
 	"github.com/flowgate/flowgate/shared/upload"
@@ -79,11 +80,20 @@ func TestSampleEvents(t *testing.T) {
 	}
 
 	// The one-chunk file is ready for the assembler; the two-chunk one has
-	// its first chunk staged under its key, never under a client string.
+	// its first chunk staged under its key and generation, never under a
+	// client string.
 	one := upload.UploadKey("public", "12-hello.txt", 12, 1048576, 1)
 	two := upload.UploadKey("public", "20-two.bin", 20, 10, 2)
+	ledger := &dynamoledger.Ledger{Client: db, Table: table}
+	gen := func(key string) string {
+		rec, err := ledger.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Generation
+	}
 	if keys := awstest.Keys(t, s3c, bucket, "staging/"); len(keys) != 2 ||
-		keys[0] != "staging/"+one+"/00000001" || keys[1] != "staging/"+two+"/00000001" {
+		keys[0] != "staging/"+one+"/"+gen(one)+"/00000001" || keys[1] != "staging/"+two+"/"+gen(two)+"/00000001" {
 		t.Errorf("staged objects = %v", keys)
 	}
 }

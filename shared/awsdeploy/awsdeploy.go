@@ -12,6 +12,9 @@
 //	FLOWGATE_FINISHED_PREFIX    finished files' prefix (files/)
 //	FLOWGATE_EVENT_BUS          EventBridge bus for completion events; empty logs them instead
 //	FLOWGATE_EXPIRY             a receiving upload expires this long after its last chunk (24h)
+//	FLOWGATE_STAGING_RETENTION  the age at which the bucket's lifecycle rule deletes chunk objects
+//	                            (30d in template.yaml; empty: no rule, no age limit): an upload
+//	                            must finish receiving a day before it (see MaxUploadAge)
 //	FLOWGATE_RECORD_TTL         finished records are kept this long (168h)
 //	FLOWGATE_ASSEMBLY_LEASE     an assembler's claim lasts this long (15m, the Lambda maximum)
 //	FLOWGATE_ASSEMBLY_CONCURRENCY  parts in flight per assembly (4)
@@ -46,6 +49,7 @@ import (
 	"github.com/flowgate/flowgate/shared/metrics"
 	"github.com/flowgate/flowgate/shared/publish"
 	"github.com/flowgate/flowgate/shared/s3store"
+	"github.com/flowgate/flowgate/shared/streamassemble"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -62,7 +66,21 @@ type Config struct {
 	EventBus                      string
 	Auth                          string
 	IdleTTL, RecordTTL, Lease     time.Duration
+	StagingRetention              time.Duration
 	Concurrency                   int
+}
+
+// MaxUploadAge is how long an upload may take from its first chunk to its
+// last when the staging prefix has a lifecycle rule of retention: a day
+// less, because S3 counts a rule's days from an object's creation rounded up
+// to the next midnight (UTC), so it never deletes sooner, and an upload that
+// became ready needs time to be assembled (the re-drive gives up on it hours
+// later, never a day). 0 means no limit.
+func MaxUploadAge(retention time.Duration) time.Duration {
+	if retention <= 0 {
+		return 0
+	}
+	return retention - 24*time.Hour
 }
 
 // Load reads the configuration through getenv (os.Getenv, or a map in tests)
@@ -72,20 +90,25 @@ func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		// Lambda caps a request near 6 MB, base64 included: that sets the
 		// default chunk limit here.
-		Common:         e.Common(LambdaMaxChunk),
-		Bucket:         e.String("FLOWGATE_BUCKET", ""),
-		Table:          e.String("FLOWGATE_TABLE", ""),
-		StagingPrefix:  e.String("FLOWGATE_STAGING_PREFIX", s3store.DefaultStagingPrefix),
-		FinishedPrefix: e.String("FLOWGATE_FINISHED_PREFIX", s3store.DefaultFinishedPrefix),
-		EventBus:       e.String("FLOWGATE_EVENT_BUS", ""),
-		Auth:           e.String("FLOWGATE_AUTH", AuthNone),
-		IdleTTL:        e.Duration("FLOWGATE_EXPIRY", dynamoledger.DefaultIdleTTL),
-		RecordTTL:      e.Duration("FLOWGATE_RECORD_TTL", dynamoledger.DefaultDoneTTL),
-		Lease:          e.Duration("FLOWGATE_ASSEMBLY_LEASE", 15*time.Minute),
-		Concurrency:    e.Int("FLOWGATE_ASSEMBLY_CONCURRENCY", s3store.DefaultConcurrency),
+		Common:           e.Common(LambdaMaxChunk),
+		Bucket:           e.String("FLOWGATE_BUCKET", ""),
+		Table:            e.String("FLOWGATE_TABLE", ""),
+		StagingPrefix:    e.String("FLOWGATE_STAGING_PREFIX", s3store.DefaultStagingPrefix),
+		FinishedPrefix:   e.String("FLOWGATE_FINISHED_PREFIX", s3store.DefaultFinishedPrefix),
+		EventBus:         e.String("FLOWGATE_EVENT_BUS", ""),
+		Auth:             e.String("FLOWGATE_AUTH", AuthNone),
+		IdleTTL:          e.Duration("FLOWGATE_EXPIRY", dynamoledger.DefaultIdleTTL),
+		RecordTTL:        e.Duration("FLOWGATE_RECORD_TTL", dynamoledger.DefaultDoneTTL),
+		Lease:            e.Duration("FLOWGATE_ASSEMBLY_LEASE", 15*time.Minute),
+		StagingRetention: e.Duration("FLOWGATE_STAGING_RETENTION", 0),
+		Concurrency:      e.Int("FLOWGATE_ASSEMBLY_CONCURRENCY", s3store.DefaultConcurrency),
 	}
 	if c.IdleTTL <= 0 || c.RecordTTL <= 0 || c.Lease <= 0 {
 		e.Fail("FLOWGATE_EXPIRY, FLOWGATE_RECORD_TTL and FLOWGATE_ASSEMBLY_LEASE must be positive")
+	}
+	if c.StagingRetention > 0 && c.StagingRetention < c.IdleTTL+2*24*time.Hour {
+		// An upload must be able to take its idle expiry and a day more.
+		e.Fail("FLOWGATE_STAGING_RETENTION (%s) must be at least FLOWGATE_EXPIRY (%s) plus two days", c.StagingRetention, c.IdleTTL)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		e.Fail("FLOWGATE_ASSEMBLY_CONCURRENCY must be from 1 to 64")
@@ -147,6 +170,11 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 	ledger := &dynamoledger.Ledger{
 		Client: db, Table: cfg.Table,
 		IdleTTL: cfg.IdleTTL, DoneTTL: cfg.RecordTTL,
+		MaxAge: MaxUploadAge(cfg.StagingRetention),
+	}
+	if cfg.StagingRetention > 0 {
+		// Shard and identity items must outlive any upload.
+		ledger.ChunkTTL = cfg.StagingRetention
 	}
 	var pub upload.Publisher = publish.Log{Logger: log}
 	if cfg.EventBus != "" {
@@ -184,6 +212,12 @@ func (d *Deployment) Handler() http.Handler {
 	mux.Handle("/upload", api)
 	mux.Handle("/upload/status", api)
 	return mux
+}
+
+// StreamHandler is the assembler function's handler of ledger stream
+// batches.
+func (d *Deployment) StreamHandler() *streamassemble.Handler {
+	return &streamassemble.Handler{Pipeline: *d.Pipeline(""), Store: d.Store, Restorer: d.Ledger, Log: d.Log}
 }
 
 // Pipeline is the assembly pipeline for one owner.

@@ -11,6 +11,14 @@
 // bbolt holds an exclusive file lock, so one process owns the ledger. That
 // makes recovery simple: whatever was assembling when the process stopped
 // was abandoned, and Open puts it back to ready.
+//
+// A record is live unless it failed, or is receiving and has had no chunk
+// for IdleTTL: the sweeper removes such a record when it next runs, and until
+// then Lookup already treats it as gone (a New slot), so that no client is
+// told a chunk is there that the sweeper is about to remove. A receiving
+// record whose counted chunk Lookup reports is refreshed first if it is older
+// than an eighth of IdleTTL, so it stays live for most of IdleTTL after the
+// answer.
 package boltledger
 
 import (
@@ -40,19 +48,22 @@ var (
 
 // Ledger is an upload.Ledger and upload.Scanner on bbolt.
 type Ledger struct {
-	db     *bolt.DB
-	writes groupCommit
-	now    func() time.Time
+	db      *bolt.DB
+	writes  groupCommit
+	now     func() time.Time
+	idleTTL time.Duration
 }
 
 // Open opens (or creates) the database at path and releases assemblies that
-// were in progress when the last process stopped.
-func Open(path string) (*Ledger, error) {
+// were in progress when the last process stopped. idleTTL is how long a
+// receiving upload stays live without a chunk (the sweeper's expiry); 0
+// means for ever.
+func Open(path string, idleTTL time.Duration) (*Ledger, error) {
 	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
-	l := &Ledger{db: db, writes: groupCommit{db: db}, now: time.Now}
+	l := &Ledger{db: db, writes: groupCommit{db: db}, now: time.Now, idleTTL: idleTTL}
 	err = db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketIdentities); err != nil {
 			return err
@@ -84,36 +95,77 @@ func (l *Ledger) Close() error { return l.db.Close() }
 // SetClock replaces the clock, for tests of expiry and leases.
 func (l *Ledger) SetClock(now func() time.Time) { l.now = now }
 
-func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (state upload.State, counted bool, err error) {
+// Lookup implements upload.Ledger.
+func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (slot upload.Slot, err error) {
+	refresh := false
 	err = l.db.View(func(tx *bolt.Tx) error {
-		if err := checkIdentity(tx, info); err != nil {
+		if err := l.checkIdentity(tx, info); err != nil {
 			return err
 		}
-		b := tx.Bucket(bucketUploads).Bucket([]byte(info.Key))
-		if b == nil {
-			state = upload.StateUnknown
-			return nil
-		}
-		rec, err := readMeta(b)
-		if err != nil {
-			return err
-		}
-		state, counted = rec.State, b.Get(chunkKey(n)) != nil
-		return nil
+		var rec *upload.Record
+		slot, rec, err = l.slot(tx, info.Key, n)
+		refresh = err == nil && slot.Counted && rec.State == upload.StateReceiving &&
+			l.idleTTL > 0 && l.now().Sub(rec.UpdatedAt) > l.idleTTL/8
+		return err
 	})
-	return state, counted, err
+	if err != nil || !refresh {
+		return slot, err
+	}
+	// Make sure the record outlives the answer (see the package doc). The
+	// write decides afresh: the record may have moved on meanwhile.
+	err = l.writes.do(func(tx *bolt.Tx) error {
+		var rec *upload.Record
+		slot, rec, err = l.slot(tx, info.Key, n)
+		if err != nil || !slot.Counted || rec.State != upload.StateReceiving {
+			return err
+		}
+		rec.UpdatedAt = l.now()
+		return writeMeta(tx.Bucket(bucketUploads).Bucket([]byte(info.Key)), *rec)
+	})
+	return slot, err
 }
 
-func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (ready bool, err error) {
+// slot tells where chunk n of the upload stands (see upload.Slot), and
+// returns the live record, if any.
+func (l *Ledger) slot(tx *bolt.Tx, key string, n int) (upload.Slot, *upload.Record, error) {
+	b := tx.Bucket(bucketUploads).Bucket([]byte(key))
+	if b == nil {
+		return upload.Slot{State: upload.StateUnknown, New: true, Generation: newGeneration()}, nil, nil
+	}
+	rec, err := readMeta(b)
+	if err != nil {
+		return upload.Slot{}, nil, err
+	}
+	if !l.live(rec) {
+		return upload.Slot{State: upload.StateUnknown, New: true, Generation: newGeneration(), Replaces: rec.Generation}, nil, nil
+	}
+	counted := rec.State.PastReceiving() || b.Get(chunkKey(n)) != nil
+	return upload.Slot{State: rec.State, Counted: counted, Generation: rec.Generation}, &rec, nil
+}
+
+// live reports whether the record still stands: not failed, and not
+// receiving past its idle expiry.
+func (l *Ledger) live(rec upload.Record) bool {
+	switch {
+	case rec.State == upload.StateFailed:
+		return false
+	case rec.State == upload.StateReceiving && l.idleTTL > 0:
+		return l.now().Sub(rec.UpdatedAt) < l.idleTTL
+	}
+	return true
+}
+
+// Count implements upload.Ledger.
+func (l *Ledger) Count(ctx context.Context, info upload.Info, n int, slot upload.Slot) (ready bool, err error) {
 	// The function may run more than once; it decides afresh each time.
 	err = l.writes.do(func(tx *bolt.Tx) error {
 		ready = false
-		if err := checkIdentity(tx, info); err != nil {
+		if err := l.checkIdentity(tx, info); err != nil {
 			return err
 		}
 		now := l.now()
-		b, rec, err := l.record(tx, info, now)
-		if err != nil {
+		b, rec, err := l.countable(tx, info, n, slot, now)
+		if err != nil || b == nil {
 			return err
 		}
 		if rec.State != upload.StateReceiving || b.Get(chunkKey(n)) != nil {
@@ -135,24 +187,57 @@ func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (ready bool
 	return ready, err
 }
 
-// record returns the upload's bucket and record, creating both on first use.
-func (l *Ledger) record(tx *bolt.Tx, info upload.Info, now time.Time) (*bolt.Bucket, upload.Record, error) {
+// countable returns the bucket and record of the generation a chunk stored
+// under slot may be counted in, creating or replacing the record for a New
+// slot. When the chunk belongs to a generation that is not the record's, it
+// returns a *upload.StaleSlotError naming the one that is.
+func (l *Ledger) countable(tx *bolt.Tx, info upload.Info, n int, slot upload.Slot, now time.Time) (*bolt.Bucket, upload.Record, error) {
 	ups := tx.Bucket(bucketUploads)
-	if b := ups.Bucket([]byte(info.Key)); b != nil {
-		rec, err := readMeta(b)
-		return b, rec, err
+	b := ups.Bucket([]byte(info.Key))
+	if b == nil {
+		if !slot.New {
+			// The record the chunk was meant for has gone (swept).
+			return nil, upload.Record{}, &upload.StaleSlotError{Current: upload.Slot{
+				State: upload.StateUnknown, New: true, Generation: newGeneration()}}
+		}
+		return l.create(tx, info, slot.Generation, now)
 	}
-	b, err := ups.CreateBucket([]byte(info.Key))
+	rec, err := readMeta(b)
+	if err != nil {
+		return nil, rec, err
+	}
+	if rec.Generation == slot.Generation {
+		return b, rec, nil
+	}
+	if !l.live(rec) {
+		if slot.New && slot.Replaces == rec.Generation {
+			if err := ups.DeleteBucket([]byte(info.Key)); err != nil {
+				return nil, rec, err
+			}
+			return l.create(tx, info, slot.Generation, now)
+		}
+		return nil, rec, &upload.StaleSlotError{Current: upload.Slot{
+			State: upload.StateUnknown, New: true, Generation: newGeneration(), Replaces: rec.Generation}}
+	}
+	current := upload.Slot{State: rec.State, Generation: rec.Generation,
+		Counted: rec.State.PastReceiving() || b.Get(chunkKey(n)) != nil}
+	return nil, rec, &upload.StaleSlotError{Current: current}
+}
+
+// create makes the record of a new generation of the upload.
+func (l *Ledger) create(tx *bolt.Tx, info upload.Info, gen string, now time.Time) (*bolt.Bucket, upload.Record, error) {
+	b, err := tx.Bucket(bucketUploads).CreateBucket([]byte(info.Key))
 	if err != nil {
 		return nil, upload.Record{}, err
 	}
-	rec := upload.Record{Info: info, Generation: newGeneration(), State: upload.StateReceiving, CreatedAt: now, UpdatedAt: now}
+	rec := upload.Record{Info: info, Generation: gen, State: upload.StateReceiving, CreatedAt: now, UpdatedAt: now}
 	return b, rec, nil
 }
 
 // checkIdentity refuses an upload whose identifier is in use by another
-// upload, still receiving, with a different geometry.
-func checkIdentity(tx *bolt.Tx, info upload.Info) error {
+// live upload still receiving (with a different geometry, since the key
+// differs).
+func (l *Ledger) checkIdentity(tx *bolt.Tx, info upload.Info) error {
 	other := tx.Bucket(bucketIdentities).Get([]byte(upload.IdentityKey(info.Namespace, info.Identifier)))
 	if other == nil || string(other) == info.Key {
 		return nil
@@ -165,7 +250,7 @@ func checkIdentity(tx *bolt.Tx, info upload.Info) error {
 	if err != nil {
 		return err
 	}
-	if rec.State == upload.StateReceiving {
+	if rec.State == upload.StateReceiving && l.live(rec) {
 		return upload.ErrConflict
 	}
 	return nil
@@ -190,6 +275,7 @@ func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Durati
 		case r.State == upload.StateReady,
 			r.State == upload.StateAssembling && (r.Owner == owner || now.After(r.LeaseUntil)):
 			r.State, r.Owner, r.LeaseUntil = upload.StateAssembling, owner, now.Add(lease)
+			r.Attempts++
 			rec = *r
 			return nil
 		}
@@ -218,6 +304,17 @@ func (l *Ledger) Fail(ctx context.Context, key, owner, reason string) error {
 			return upload.ErrLeaseLost
 		}
 		r.State, r.Error, r.Owner, r.LeaseUntil, r.UpdatedAt = upload.StateFailed, reason, "", time.Time{}, l.now()
+		return nil
+	})
+}
+
+// Postpone implements upload.Ledger.
+func (l *Ledger) Postpone(ctx context.Context, key, owner, reason string, until time.Time) error {
+	return l.update(key, func(r *upload.Record) error {
+		if r.State != upload.StateAssembling || r.Owner != owner {
+			return upload.ErrLeaseLost
+		}
+		r.LastError, r.LeaseUntil = reason, until
 		return nil
 	})
 }

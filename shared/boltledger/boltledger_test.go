@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/shared/upload"
 	bolt "go.etcd.io/bbolt"
 )
@@ -30,7 +31,7 @@ func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 func openLedger(t *testing.T) (*Ledger, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := Open(path)
+	l, err := Open(path, 0)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -59,7 +60,7 @@ func countAll(t *testing.T, l *Ledger, info upload.Info) {
 	t.Helper()
 	ctx := context.Background()
 	for n := 1; n <= info.TotalChunks; n++ {
-		ready, err := l.Count(ctx, info, n)
+		ready, err := ledgertest.Count(ctx, l, info, n)
 		if err != nil {
 			t.Fatalf("Count(%d): %v", n, err)
 		}
@@ -80,11 +81,11 @@ func mustGet(t *testing.T, l *Ledger, key string) upload.Record {
 
 func mustLookup(t *testing.T, l *Ledger, info upload.Info, n int) (upload.State, bool) {
 	t.Helper()
-	st, counted, err := l.Lookup(context.Background(), info, n)
+	slot, err := l.Lookup(context.Background(), info, n)
 	if err != nil {
 		t.Fatalf("Lookup(%d): %v", n, err)
 	}
-	return st, counted
+	return slot.State, slot.Counted
 }
 
 func TestCountEachChunkOnce(t *testing.T) {
@@ -101,7 +102,7 @@ func TestCountEachChunkOnce(t *testing.T) {
 	}
 
 	for i := 0; i < 3; i++ {
-		ready, err := l.Count(ctx, info, 2)
+		ready, err := ledgertest.Count(ctx, l, info, 2)
 		if err != nil || ready {
 			t.Fatalf("Count(2) #%d = %v, %v; want false, nil", i, ready, err)
 		}
@@ -120,17 +121,17 @@ func TestCountEachChunkOnce(t *testing.T) {
 		t.Fatal("chunk 1 counted without a Count")
 	}
 
-	if ready, err := l.Count(ctx, info, 1); err != nil || ready {
+	if ready, err := ledgertest.Count(ctx, l, info, 1); err != nil || ready {
 		t.Fatalf("Count(1) = %v, %v", ready, err)
 	}
-	if ready, err := l.Count(ctx, info, 3); err != nil || !ready {
+	if ready, err := ledgertest.Count(ctx, l, info, 3); err != nil || !ready {
 		t.Fatalf("Count(3), the last missing chunk = %v, %v; want ready", ready, err)
 	}
 	gen := mustGet(t, l, info.Key).Generation
 
 	// Past receiving: counting again changes nothing and never reports ready again.
 	for n := 1; n <= 3; n++ {
-		if ready, err := l.Count(ctx, info, n); err != nil || ready {
+		if ready, err := ledgertest.Count(ctx, l, info, n); err != nil || ready {
 			t.Fatalf("Count(%d) on a ready upload = %v, %v; want false, nil", n, ready, err)
 		}
 	}
@@ -151,7 +152,7 @@ func TestCountEachChunkOnce(t *testing.T) {
 	if err := l.Complete(ctx, info.Key, "a", upload.Result{Location: "x", Size: 10}); err != nil {
 		t.Fatal(err)
 	}
-	if ready, err := l.Count(ctx, info, 3); err != nil || ready {
+	if ready, err := ledgertest.Count(ctx, l, info, 3); err != nil || ready {
 		t.Fatalf("Count on a complete upload = %v, %v", ready, err)
 	}
 	if rec := mustGet(t, l, info.Key); rec.State != upload.StateComplete || rec.Received != 3 {
@@ -181,7 +182,7 @@ func countConcurrently(t *testing.T, l *Ledger, info upload.Info, chunks []int, 
 		go func() {
 			defer wg.Done()
 			for n := range jobs {
-				ready, err := l.Count(context.Background(), info, n)
+				ready, err := ledgertest.Count(context.Background(), l, info, n)
 				if err != nil {
 					errs <- err
 					for range jobs {
@@ -256,14 +257,14 @@ func TestConflictingGeometry(t *testing.T) {
 		t.Fatal("keys should differ")
 	}
 
-	if _, err := l.Count(ctx, first, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, first, 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, in := range []upload.Info{second, third} {
-		if _, _, err := l.Lookup(ctx, in, 1); !errors.Is(err, upload.ErrConflict) {
+		if _, err := l.Lookup(ctx, in, 1); !errors.Is(err, upload.ErrConflict) {
 			t.Fatalf("Lookup with another geometry while the first receives: err %v, want ErrConflict", err)
 		}
-		if ready, err := l.Count(ctx, in, 1); !errors.Is(err, upload.ErrConflict) || ready {
+		if ready, err := ledgertest.Count(ctx, l, in, 1); !errors.Is(err, upload.ErrConflict) || ready {
 			t.Fatalf("Count with another geometry while the first receives: %v, %v; want ErrConflict", ready, err)
 		}
 		if _, err := l.Get(ctx, in.Key); !errors.Is(err, upload.ErrNotFound) {
@@ -271,7 +272,7 @@ func TestConflictingGeometry(t *testing.T) {
 		}
 	}
 	// Another namespace is another client: no conflict.
-	if _, err := l.Count(ctx, other, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, other, 1); err != nil {
 		t.Fatalf("Count in another namespace: %v", err)
 	}
 	// The first upload itself goes on.
@@ -280,20 +281,20 @@ func TestConflictingGeometry(t *testing.T) {
 	}
 
 	// Once the first is past receiving, the identifier is free for a new geometry.
-	if _, err := l.Count(ctx, first, 2); err != nil {
+	if _, err := ledgertest.Count(ctx, l, first, 2); err != nil {
 		t.Fatal(err)
 	}
-	if ready, err := l.Count(ctx, first, 3); err != nil || !ready {
+	if ready, err := ledgertest.Count(ctx, l, first, 3); err != nil || !ready {
 		t.Fatalf("completing the first: %v, %v", ready, err)
 	}
 	if st, counted := mustLookup(t, l, second, 1); st != upload.StateUnknown || counted {
 		t.Fatalf("Lookup of the new geometry after the first is ready: %q %v", st, counted)
 	}
-	if _, err := l.Count(ctx, second, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, second, 1); err != nil {
 		t.Fatalf("Count of the new geometry after the first is ready: %v", err)
 	}
 	// ... and now the new one holds the identifier against a third geometry.
-	if _, err := l.Count(ctx, third, 1); !errors.Is(err, upload.ErrConflict) {
+	if _, err := ledgertest.Count(ctx, l, third, 1); !errors.Is(err, upload.ErrConflict) {
 		t.Fatalf("third geometry while the second receives: %v, want ErrConflict", err)
 	}
 	// The first, being ready, is still readable by its own geometry.
@@ -318,7 +319,7 @@ func TestClaimAndLease(t *testing.T) {
 	l.SetClock(clock.now)
 
 	receiving := testInfo("public", "still-receiving", 8, 4)
-	if _, err := l.Count(ctx, receiving, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, receiving, 1); err != nil {
 		t.Fatal(err)
 	}
 	if rec, err := l.Claim(ctx, receiving.Key, "a", time.Minute); !errors.Is(err, upload.ErrNotClaimable) || rec.State != upload.StateReceiving {
@@ -448,8 +449,9 @@ func TestFail(t *testing.T) {
 	if err := l.Complete(ctx, info.Key, "a", upload.Result{}); !errors.Is(err, upload.ErrLeaseLost) {
 		t.Fatalf("Complete of a failed upload: %v, want ErrLeaseLost", err)
 	}
-	if st, counted := mustLookup(t, l, info, 1); st != upload.StateFailed || !counted {
-		t.Fatalf("Lookup of a failed upload: %q %v", st, counted)
+	// A failed upload is not live: sending it again starts a new generation.
+	if slot, err := l.Lookup(ctx, info, 1); err != nil || !slot.New || slot.Counted || slot.Replaces != rec.Generation {
+		t.Fatalf("Lookup of a failed upload: %+v, %v; want a new slot replacing its generation", slot, err)
 	}
 }
 
@@ -459,7 +461,7 @@ func TestPending(t *testing.T) {
 	l, _ := openLedger(t)
 
 	receiving := testInfo("public", "p-receiving", 8, 4)
-	if _, err := l.Count(ctx, receiving, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, receiving, 1); err != nil {
 		t.Fatal(err)
 	}
 	ready := readyUpload(t, l, "p-ready")
@@ -511,13 +513,13 @@ func TestRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := Open(path)
+	l, err := Open(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	partial := testInfo("public", "r-partial", 16, 4) // 4 chunks
 	for _, n := range []int{1, 3} {
-		if _, err := l.Count(ctx, partial, n); err != nil {
+		if _, err := ledgertest.Count(ctx, l, partial, n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -541,7 +543,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l, err = Open(path)
+	l, err = Open(path, 0)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -557,13 +559,13 @@ func TestRestart(t *testing.T) {
 			t.Fatalf("chunk %d counted = %v after restart, want %v", n, counted, want)
 		}
 	}
-	if ready, err := l.Count(ctx, partial, 3); err != nil || ready {
+	if ready, err := ledgertest.Count(ctx, l, partial, 3); err != nil || ready {
 		t.Fatalf("recount after restart: %v %v", ready, err)
 	}
-	if _, err := l.Count(ctx, partial, 2); err != nil {
+	if _, err := ledgertest.Count(ctx, l, partial, 2); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := l.Count(ctx, partial, 4); err != nil || !r {
+	if r, err := ledgertest.Count(ctx, l, partial, 4); err != nil || !r {
 		t.Fatalf("finishing the partial upload after restart: %v %v", r, err)
 	}
 
@@ -594,7 +596,7 @@ func TestIdleAndForget(t *testing.T) {
 	t0 := clock.now()
 
 	old := testInfo("public", "f-old", 8, 4)
-	if _, err := l.Count(ctx, old, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, old, 1); err != nil {
 		t.Fatal(err)
 	}
 	oldReady := readyUpload(t, l, "f-ready")
@@ -624,17 +626,17 @@ func TestIdleAndForget(t *testing.T) {
 	cut := clock.now()
 	clock.advance(time.Hour)
 	fresh := testInfo("public", "f-fresh", 8, 4)
-	if _, err := l.Count(ctx, fresh, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, fresh, 1); err != nil {
 		t.Fatal(err)
 	}
 	// An old upload that got a chunk after the cut is not idle either.
 	revived := testInfo("public", "f-revived", 12, 4)
 	clock.set(t0)
-	if _, err := l.Count(ctx, revived, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, revived, 1); err != nil {
 		t.Fatal(err)
 	}
 	clock.set(cut.Add(time.Minute))
-	if _, err := l.Count(ctx, revived, 2); err != nil {
+	if _, err := ledgertest.Count(ctx, l, revived, 2); err != nil {
 		t.Fatal(err)
 	}
 
@@ -697,15 +699,15 @@ func TestIdleAndForget(t *testing.T) {
 	// The identity entry went with the receiving record: a new geometry under
 	// the same identifier is accepted...
 	newGeom := testInfo("public", "f-old", 9, 4)
-	if _, err := l.Count(ctx, newGeom, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, newGeom, 1); err != nil {
 		t.Fatalf("Count of a new geometry after Forget: %v", err)
 	}
 	// ... while the fresh upload still holds its identifier.
-	if _, err := l.Count(ctx, testInfo("public", "f-fresh", 9, 4), 1); !errors.Is(err, upload.ErrConflict) {
+	if _, err := ledgertest.Count(ctx, l, testInfo("public", "f-fresh", 9, 4), 1); !errors.Is(err, upload.ErrConflict) {
 		t.Fatalf("new geometry of a kept upload: %v, want ErrConflict", err)
 	}
 	// The same geometry as the forgotten one starts over, with a new generation.
-	if _, err := l.Count(ctx, oldComplete, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, oldComplete, 1); err != nil {
 		t.Fatal(err)
 	}
 	if rec := mustGet(t, l, oldComplete.Key); rec.State != upload.StateReceiving || rec.Received != 1 {
@@ -734,14 +736,14 @@ func TestForgetKeepsNewerIdentity(t *testing.T) {
 	}
 	clock.advance(time.Hour)
 	second := testInfo("public", "ident", 12, 4)
-	if _, err := l.Count(ctx, second, 1); err != nil {
+	if _, err := ledgertest.Count(ctx, l, second, 1); err != nil {
 		t.Fatal(err)
 	}
 	if gone, err := l.Forget(ctx, first.Key, clock.now().Add(-time.Minute)); err != nil || !gone {
 		t.Fatalf("Forget(first) = %v, %v", gone, err)
 	}
 	third := testInfo("public", "ident", 16, 4)
-	if _, err := l.Count(ctx, third, 1); !errors.Is(err, upload.ErrConflict) {
+	if _, err := ledgertest.Count(ctx, l, third, 1); !errors.Is(err, upload.ErrConflict) {
 		t.Fatalf("after forgetting an older upload, a third geometry: %v, want ErrConflict (second still receiving)", err)
 	}
 }
@@ -796,7 +798,11 @@ func TestCountSameChunkTwiceInOneCommit(t *testing.T) {
 	ctx := context.Background()
 	l, _ := openLedger(t)
 	info := testInfo("public", "one-commit", 3*8, 8)
-	if _, err := l.Count(ctx, info, 2); err != nil {
+	slot, err := l.Lookup(ctx, info, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Count(ctx, info, 2, slot); err != nil {
 		t.Fatal(err)
 	}
 	// Hold the committer so that the next counts queue up and share a commit.
@@ -804,12 +810,16 @@ func TestCountSameChunkTwiceInOneCommit(t *testing.T) {
 	held := make(chan struct{})
 	go l.writes.do(func(*bolt.Tx) error { close(held); <-release; return nil })
 	<-held
+	slot, err = l.Lookup(ctx, info, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := l.Count(ctx, info, 1); err != nil {
+			if _, err := l.Count(ctx, info, 1, slot); err != nil {
 				t.Error(err)
 			}
 		}()

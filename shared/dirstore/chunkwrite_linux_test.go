@@ -37,7 +37,7 @@ func TestChunksBypassPageCache(t *testing.T) {
 	if s.buffered.Load() {
 		t.Fatal("the store fell back to the page cache on a file system with O_DIRECT")
 	}
-	resident := residentPages(t, s.stagingPath(rec.Key))
+	resident := residentPages(t, s.stagingPath(stagingName(rec.Key, rec.Generation)))
 	page := int64(os.Getpagesize())
 	tailPage := rec.TotalSize / page
 	for i, in := range resident {
@@ -51,7 +51,7 @@ func TestChunksBypassPageCache(t *testing.T) {
 	rec2 := record("pagecache-buffered", 1<<20, 1<<20, true)
 	putAll(t, s, rec2, content(10, rec2.TotalSize), 10)
 	n := 0
-	for _, in := range residentPages(t, s.stagingPath(rec2.Key)) {
+	for _, in := range residentPages(t, s.stagingPath(stagingName(rec2.Key, rec2.Generation))) {
 		if in {
 			n++
 		}
@@ -107,14 +107,14 @@ func TestReserveIsBounded(t *testing.T) {
 	const mib = 1 << 20
 	allocated := func(rec upload.Record) int64 {
 		var st syscall.Stat_t
-		if err := syscall.Stat(s.stagingPath(rec.Key), &st); err != nil {
+		if err := syscall.Stat(s.stagingPath(stagingName(rec.Key, rec.Generation)), &st); err != nil {
 			t.Fatal(err)
 		}
 		return st.Blocks * 512
 	}
 	put := func(rec upload.Record, n int) {
 		_, size := rec.ChunkBounds(n)
-		if err := s.PutChunk(context.Background(), rec.Info, n, bytes.NewReader(make([]byte, size))); err != nil {
+		if err := s.PutChunk(context.Background(), rec.Info, rec.Generation, n, bytes.NewReader(make([]byte, size))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -45,7 +45,7 @@ func TestChunkWriteSizes(t *testing.T) {
 					// HalfReader hands over half of what is asked each time, so
 					// reads end in the middle of blocks.
 					r := iotest.HalfReader(bytes.NewReader(data[off : off+size]))
-					if err := s.PutChunk(context.Background(), rec.Info, n, r); err != nil {
+					if err := s.PutChunk(context.Background(), rec.Info, rec.Generation, n, r); err != nil {
 						t.Fatalf("PutChunk(%d): %v", n, err)
 					}
 				}
@@ -108,7 +108,7 @@ func TestChunkWriteReaderErrorMidBuffer(t *testing.T) {
 	rec := record("midbuffer", 4<<20, 2<<20, true)
 	boom := errors.New("connection reset")
 	r := io.MultiReader(bytes.NewReader(make([]byte, writeBuffer+10)), iotest.ErrReader(boom))
-	if err := s.PutChunk(context.Background(), rec.Info, 1, r); !errors.Is(err, boom) {
+	if err := s.PutChunk(context.Background(), rec.Info, rec.Generation, 1, r); !errors.Is(err, boom) {
 		t.Fatalf("PutChunk = %v, want the reader's error", err)
 	}
 }
@@ -130,7 +130,7 @@ func TestReserveOnFullDisk(t *testing.T) {
 		s, _ := newStore(t)
 		rec := record("full-"+tc.err.Error(), 2<<20, 1<<20, true)
 		data := content(3, rec.TotalSize)
-		err := s.PutChunk(context.Background(), rec.Info, 1, bytes.NewReader(data[:1<<20]))
+		err := s.PutChunk(context.Background(), rec.Info, rec.Generation, 1, bytes.NewReader(data[:1<<20]))
 		if tc.fail {
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("reserving failed with %v: PutChunk = %v, want that error", tc.err, err)

@@ -5,11 +5,13 @@
 // staging file already is the file and assembly is an fsync and a rename: no
 // byte is copied twice. Layout under the root:
 //
-//	staging/<upload key>.part                 the file being received
+//	staging/<upload key>-<generation>.part    the file being received
 //	files/<upload key>-<generation>/<name>    finished files
 //
-// Only the upload key, a hash, names staging files; the client's file name,
-// sanitized, appears only as the last element of a finished file's path.
+// Only the upload key, a hash, and the ledger's random generation name
+// staging files; the client's file name, sanitized, appears only as the last
+// element of a finished file's path. Each generation of an upload has a
+// staging file of its own, so removing one never touches another's.
 package dirstore
 
 import (
@@ -60,49 +62,90 @@ func New(root string) (*Store, error) {
 	return &Store{root: root, reservations: map[string]*reservation{}}, nil
 }
 
-// PutChunk writes the chunk at its offset in the staging file and syncs it.
-func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
-	if !validKey(info.Key) {
-		return fmt.Errorf("dirstore: invalid upload key")
+// PutChunk writes the chunk at its offset in the generation's staging file
+// and syncs it.
+func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
+	if !validKey(info.Key) || !validKey(gen) {
+		return fmt.Errorf("dirstore: invalid upload key or generation")
 	}
-	path := s.stagingPath(info.Key)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	created := err == nil
-	if errors.Is(err, fs.ErrExist) {
-		f, err = os.OpenFile(path, os.O_WRONLY, 0o640)
-	}
+	name := stagingName(info.Key, gen)
+	f, created, err := s.openStaging(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	off, size := info.ChunkBounds(n)
-	if err := s.reserve(f, info.Key, info.TotalSize, off, size); err != nil {
+	if err := s.reserve(f, name, info.TotalSize, off, size); err != nil {
 		return err
 	}
-	if err := s.writeChunk(f, path, off, r); err != nil {
+	if err := s.writeChunk(f, s.stagingPath(name), off, r); err != nil {
 		return err
 	}
-	// The chunk is counted right after this returns; it must survive a crash
-	// of the machine, not only of the process.
-	if err := s.files.sync(info.Key, f); err != nil {
+	return s.commit(f, name, created)
+}
+
+// openStaging opens a staging file for writing, creating it if need be.
+func (s *Store) openStaging(name string) (f *os.File, created bool, err error) {
+	path := s.stagingPath(name)
+	f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	created = err == nil
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_WRONLY, 0o640)
+	}
+	return f, created, err
+}
+
+// commit makes what was written to a staging file durable: the chunk is
+// counted right after PutChunk returns, and must survive a crash of the
+// machine, not only of the process.
+func (s *Store) commit(f *os.File, name string, created bool) error {
+	if err := s.files.sync(name, f); err != nil {
 		return err
 	}
 	if created {
 		// A new file is only durable once its directory entry is.
-		if err := s.syncDir(filepath.Dir(path)); err != nil {
+		if err := s.syncDir(filepath.Join(s.root, stagingDir)); err != nil {
 			return err
 		}
 	}
 	return f.Close()
 }
 
-// Discard removes the staging file.
-func (s *Store) Discard(ctx context.Context, key string) error {
-	if !validKey(key) {
-		return fmt.Errorf("dirstore: invalid upload key")
+// MoveChunk copies chunk n's bytes from generation from's staging file into
+// generation to's. (The source stays until its generation is discarded.)
+func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to string) error {
+	if !validKey(info.Key) || !validKey(from) || !validKey(to) {
+		return fmt.Errorf("dirstore: invalid upload key or generation")
 	}
-	s.forget(key)
-	err := os.Remove(s.stagingPath(key))
+	src, err := os.Open(s.stagingPath(stagingName(info.Key, from)))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	off, size := info.ChunkBounds(n)
+	name := stagingName(info.Key, to)
+	f, created, err := s.openStaging(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.reserve(f, name, info.TotalSize, off, size); err != nil {
+		return err
+	}
+	if err := s.writeChunk(f, s.stagingPath(name), off, io.NewSectionReader(src, off, size)); err != nil {
+		return err
+	}
+	return s.commit(f, name, created)
+}
+
+// Discard removes the generation's staging file.
+func (s *Store) Discard(ctx context.Context, key, gen string) error {
+	if !validKey(key) || !validKey(gen) {
+		return fmt.Errorf("dirstore: invalid upload key or generation")
+	}
+	name := stagingName(key, gen)
+	s.forget(name)
+	err := os.Remove(s.stagingPath(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -117,15 +160,16 @@ func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
 	}
 	var out []upload.Staged
 	for _, e := range entries {
-		key, ok := strings.CutSuffix(e.Name(), partSuffix)
-		if !ok || !validKey(key) {
+		name, ok := strings.CutSuffix(e.Name(), partSuffix)
+		key, gen, ok2 := strings.Cut(name, "-")
+		if !ok || !ok2 || !validKey(key) || !validKey(gen) {
 			continue
 		}
 		fi, err := e.Info()
 		if err != nil {
 			continue // removed meanwhile
 		}
-		out = append(out, upload.Staged{Key: key, Modified: fi.ModTime()})
+		out = append(out, upload.Staged{Key: key, Generation: gen, Modified: fi.ModTime()})
 	}
 	return out, nil
 }
@@ -141,7 +185,8 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	final := filepath.Join(s.root, rel)
 	res := upload.Result{Location: filepath.ToSlash(rel), Size: rec.TotalSize}
 
-	staging := s.stagingPath(rec.Key)
+	name := stagingName(rec.Key, rec.Generation)
+	staging := s.stagingPath(name)
 	fi, err := os.Stat(staging)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Moved by an earlier run that crashed before recording the result?
@@ -173,7 +218,7 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if err := os.Rename(staging, final); err != nil {
 		return upload.Result{}, err
 	}
-	s.forget(rec.Key)
+	s.forget(name)
 	// The file's new entry, its directory's entry in files/, and its
 	// removal from staging/.
 	for _, d := range []string{dir, filepath.Join(s.root, filesDir), filepath.Join(s.root, stagingDir)} {
@@ -189,8 +234,11 @@ func (s *Store) Path(location string) string {
 	return filepath.Join(s.root, filepath.FromSlash(location))
 }
 
-func (s *Store) stagingPath(key string) string {
-	return filepath.Join(s.root, stagingDir, key+partSuffix)
+// stagingName names the staging file of a generation of an upload.
+func stagingName(key, gen string) string { return key + "-" + gen }
+
+func (s *Store) stagingPath(name string) string {
+	return filepath.Join(s.root, stagingDir, name+partSuffix)
 }
 
 // syncDir makes the entries added to or removed from dir durable.

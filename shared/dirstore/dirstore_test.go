@@ -67,7 +67,7 @@ func putAll(t *testing.T, s *Store, rec upload.Record, data []byte, seed uint64)
 	r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	for _, n := range order {
 		off, size := rec.ChunkBounds(n)
-		if err := s.PutChunk(context.Background(), rec.Info, n, bytes.NewReader(data[off:off+size])); err != nil {
+		if err := s.PutChunk(context.Background(), rec.Info, rec.Generation, n, bytes.NewReader(data[off:off+size])); err != nil {
 			t.Fatalf("PutChunk(%d): %v", n, err)
 		}
 	}
@@ -127,7 +127,7 @@ func TestAssembleRandomOrder(t *testing.T) {
 			if got := readFinal(t, s, res); !bytes.Equal(got, data) {
 				t.Fatalf("assembled %d bytes differ from the %d sent", len(got), len(data))
 			}
-			if _, err := os.Stat(filepath.Join(root, "staging", rec.Key+".part")); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(root, "staging", rec.Key+"-"+rec.Generation+".part")); !errors.Is(err, fs.ErrNotExist) {
 				t.Fatalf("staging file still there after Assemble: %v", err)
 			}
 		})
@@ -141,7 +141,7 @@ func TestPutChunkAgainReplaces(t *testing.T) {
 	rec := record("again", 30, 10, true)
 	data := content(1, 30)
 	putAll(t, s, rec, data, 1)
-	if err := s.PutChunk(context.Background(), rec.Info, 2, strings.NewReader("ABCDEFGHIJ")); err != nil {
+	if err := s.PutChunk(context.Background(), rec.Info, rec.Generation, 2, strings.NewReader("ABCDEFGHIJ")); err != nil {
 		t.Fatal(err)
 	}
 	res, err := s.Assemble(context.Background(), rec)
@@ -173,7 +173,7 @@ func TestPutChunkReaderError(t *testing.T) {
 	s, _ := newStore(t)
 	rec := record("failing", 100, 50, true)
 	boom := errors.New("connection reset")
-	err := s.PutChunk(context.Background(), rec.Info, 1, &failingReader{data: make([]byte, 20), err: boom})
+	err := s.PutChunk(context.Background(), rec.Info, rec.Generation, 1, &failingReader{data: make([]byte, 20), err: boom})
 	if !errors.Is(err, boom) {
 		t.Fatalf("PutChunk with a reader failing mid-chunk: %v, want the reader's error", err)
 	}
@@ -221,7 +221,7 @@ func TestAssembleWrongSize(t *testing.T) {
 			if n == missing {
 				continue
 			}
-			if err := s.PutChunk(ctx, rec.Info, n, bytes.NewReader(make([]byte, 4096))); err != nil {
+			if err := s.PutChunk(ctx, rec.Info, rec.Generation, n, bytes.NewReader(make([]byte, 4096))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -232,7 +232,7 @@ func TestAssembleWrongSize(t *testing.T) {
 
 	// Storage gained bytes behind our back: the staging file is long.
 	long := record("long", 100, 50, true)
-	if err := os.WriteFile(filepath.Join(root, "staging", long.Key+".part"), make([]byte, 101), 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "staging", long.Key+"-"+long.Generation+".part"), make([]byte, 101), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Assemble(ctx, long); !errors.As(err, &perm) {
@@ -265,47 +265,88 @@ func TestDiscardAndStaged(t *testing.T) {
 		t.Fatalf("Staged of an empty store = %v, %v", st, err)
 	}
 	a := record("a", 20, 10, true)
+	// a2 is a later generation of the same upload (a started again after
+	// its record expired), b another upload.
+	a2 := a
+	a2.Generation = "fedcba9876543210"
 	b := record("b", 20, 10, true)
-	for _, rec := range []upload.Record{a, b} {
-		if err := s.PutChunk(ctx, rec.Info, 1, bytes.NewReader(make([]byte, 10))); err != nil {
+	for _, rec := range []upload.Record{a, a2, b} {
+		if err := s.PutChunk(ctx, rec.Info, rec.Generation, 1, bytes.NewReader(make([]byte, 10))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Files that are not staging files are not listed.
-	for _, name := range []string{"notes.txt", "ABCDEF.part", "zz.part"} {
+	for _, name := range []string{"notes.txt", "ABCDEF.part", "zz.part", a.Key + ".part"} {
 		if err := os.WriteFile(filepath.Join(root, "staging", name), nil, 0o640); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := s.Staged(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, x := range st {
-		got[x.Key] = true
-		if x.Modified.IsZero() {
-			t.Fatalf("Staged %s without a modification time", x.Key)
+	staged := func() map[[2]string]bool {
+		t.Helper()
+		st, err := s.Staged(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
+		got := map[[2]string]bool{}
+		for _, x := range st {
+			got[[2]string{x.Key, x.Generation}] = true
+			if x.Modified.IsZero() {
+				t.Fatalf("Staged %s without a modification time", x.Key)
+			}
+		}
+		return got
 	}
-	if len(st) != 2 || !got[a.Key] || !got[b.Key] {
-		t.Fatalf("Staged = %+v, want %s and %s", st, a.Key, b.Key)
+	if got := staged(); len(got) != 3 || !got[[2]string{a.Key, a.Generation}] || !got[[2]string{a2.Key, a2.Generation}] || !got[[2]string{b.Key, b.Generation}] {
+		t.Fatalf("Staged = %v, want both generations of a, and b", got)
 	}
 
 	for i := 0; i < 2; i++ {
-		if err := s.Discard(ctx, a.Key); err != nil {
+		if err := s.Discard(ctx, a.Key, a.Generation); err != nil {
 			t.Fatalf("Discard #%d: %v", i+1, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(root, "staging", a.Key+".part")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(root, "staging", a.Key+"-"+a.Generation+".part")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("staging file of a still there after Discard: %v", err)
 	}
-	if err := s.Discard(ctx, "00000000000000000000000000000000"); err != nil {
+	if err := s.Discard(ctx, "00000000000000000000000000000000", "0000000000000000"); err != nil {
 		t.Fatalf("Discard of something never staged: %v", err)
 	}
-	st, err = s.Staged(ctx)
-	if err != nil || len(st) != 1 || st[0].Key != b.Key {
-		t.Fatalf("Staged after Discard = %+v, %v; want only b", st, err)
+	// Discarding one generation leaves the other generation of the same
+	// upload alone.
+	if got := staged(); len(got) != 2 || !got[[2]string{a2.Key, a2.Generation}] || !got[[2]string{b.Key, b.Generation}] {
+		t.Fatalf("Staged after Discard = %v, want a's second generation and b", got)
+	}
+}
+
+// MoveChunk carries a chunk from one generation's staging file into
+// another's, where assembly finds it.
+func TestMoveChunk(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := newStore(t)
+	rec := record("move", 30, 10, true)
+	from := "aaaaaaaaaaaaaaaa"
+	data := []byte("0123456789abcdefghijABCDEFGHIJ")
+	if err := s.PutChunk(ctx, rec.Info, from, 2, bytes.NewReader(data[10:20])); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 3} {
+		if err := s.PutChunk(ctx, rec.Info, rec.Generation, n, bytes.NewReader(data[(n-1)*10:n*10])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.MoveChunk(ctx, rec.Info, 2, from, rec.Generation); err != nil {
+		t.Fatalf("MoveChunk: %v", err)
+	}
+	res, err := s.Assemble(ctx, rec)
+	if err != nil {
+		t.Fatalf("Assemble after MoveChunk: %v", err)
+	}
+	if got, _ := os.ReadFile(s.Path(res.Location)); !bytes.Equal(got, data) {
+		t.Fatalf("assembled %q, want %q", got, data)
+	}
+	if err := s.MoveChunk(ctx, rec.Info, 1, "bbbbbbbbbbbbbbbb", rec.Generation); err == nil {
+		t.Fatal("MoveChunk from a generation with nothing staged succeeded")
 	}
 }
 
@@ -347,11 +388,23 @@ func TestInvalidKeysRefused(t *testing.T) {
 	for _, key := range bad {
 		info := record("k", 4, 4, true).Info
 		info.Key = key
-		if err := s.PutChunk(ctx, info, 1, strings.NewReader("evil")); err == nil {
+		if err := s.PutChunk(ctx, info, "0123456789abcdef", 1, strings.NewReader("evil")); err == nil {
 			t.Errorf("PutChunk accepted key %q", key)
 		}
-		if err := s.Discard(ctx, key); err == nil {
+		if err := s.Discard(ctx, key, "0123456789abcdef"); err == nil {
 			t.Errorf("Discard accepted key %q", key)
+		}
+		// The generation comes from the ledger, never a client; it is
+		// checked all the same.
+		good := record("k", 4, 4, true).Info
+		if err := s.PutChunk(ctx, good, key, 1, strings.NewReader("evil")); err == nil {
+			t.Errorf("PutChunk accepted generation %q", key)
+		}
+		if err := s.Discard(ctx, good.Key, key); err == nil {
+			t.Errorf("Discard accepted generation %q", key)
+		}
+		if err := s.MoveChunk(ctx, good, 1, key, "0123456789abcdef"); err == nil {
+			t.Errorf("MoveChunk accepted generation %q", key)
 		}
 		rec := record("k", 4, 4, true)
 		rec.Key = key
@@ -384,7 +437,7 @@ func TestFinishedNameSanitized(t *testing.T) {
 		s, root := newStore(t)
 		rec := record("n", 3, 3, true)
 		rec.FileName = name
-		if err := s.PutChunk(ctx, rec.Info, 1, strings.NewReader("abc")); err != nil {
+		if err := s.PutChunk(ctx, rec.Info, rec.Generation, 1, strings.NewReader("abc")); err != nil {
 			t.Fatal(err)
 		}
 		res, err := s.Assemble(ctx, rec)
@@ -429,7 +482,7 @@ func TestConcurrentPutChunks(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			off, size := rec.ChunkBounds(n)
-			if err := s.PutChunk(ctx, rec.Info, n, bytes.NewReader(data[off:off+size])); err != nil {
+			if err := s.PutChunk(ctx, rec.Info, rec.Generation, n, bytes.NewReader(data[off:off+size])); err != nil {
 				errs <- err
 			}
 		}()

@@ -21,6 +21,9 @@ func (l *Ledger) now() time.Time {
 func (l *Ledger) idleTTL() time.Duration  { return orDefault(l.IdleTTL, DefaultIdleTTL) }
 func (l *Ledger) doneTTL() time.Duration  { return orDefault(l.DoneTTL, DefaultDoneTTL) }
 func (l *Ledger) chunkTTL() time.Duration { return orDefault(l.ChunkTTL, DefaultChunkTTL) }
+func (l *Ledger) redriveAfter() time.Duration {
+	return orDefault(l.RedriveAfter, DefaultRedriveAfter)
+}
 
 func orDefault(d, def time.Duration) time.Duration {
 	if d > 0 {

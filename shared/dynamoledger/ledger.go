@@ -22,6 +22,7 @@ type API interface {
 	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
@@ -30,6 +31,9 @@ const (
 	DefaultIdleTTL  = 24 * time.Hour
 	DefaultDoneTTL  = 7 * 24 * time.Hour
 	DefaultChunkTTL = 30 * 24 * time.Hour
+	// The stream brings a ready record to the assembler in seconds; a
+	// quarter of an hour means it has failed or given up.
+	DefaultRedriveAfter = 15 * time.Minute
 )
 
 // Ledger is the DynamoDB ledger. Only Client and Table are required.
@@ -43,8 +47,17 @@ type Ledger struct {
 	// last change (long enough for any assembly and the status page).
 	DoneTTL time.Duration
 	// ChunkTTL: shard and identity items are kept this long. An upload must
-	// finish receiving within it.
+	// finish receiving within it, and within MaxAge.
 	ChunkTTL time.Duration
+	// MaxAge, if set, is the most time an upload may take from its first
+	// chunk to its last: a receiving record older than that is dead (the
+	// next chunk starts a new generation). It must end before S3's lifecycle
+	// rule may delete the upload's first chunk objects (see awsdeploy).
+	MaxAge time.Duration
+	// RedriveAfter is how long after becoming ready an upload becomes due
+	// for the re-drive, should the stream not have brought it to an
+	// assembler by then (see due.go); 0 means DefaultRedriveAfter.
+	RedriveAfter time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -115,48 +128,98 @@ var (
 	errPast = errors.New("dynamoledger: upload past receiving")
 )
 
+// dead reports whether a record no longer stands (see the package doc): it
+// failed, or it is receiving past its expiry or its age limit. DynamoDB's
+// TTL deletes an expired item only some time after its expiry, and reads
+// return it until then; the ledger goes by the time, not by the item.
+func (l *Ledger) dead(meta map[string]types.AttributeValue) bool {
+	switch upload.State(getS(meta, "status")) {
+	case upload.StateFailed:
+		return true
+	case upload.StateReceiving:
+		return getN(meta, "expiresAt") <= l.now().Unix() || l.tooOld(meta)
+	}
+	return false
+}
+
+// tooOld reports whether a record was created longer than MaxAge ago.
+func (l *Ledger) tooOld(meta map[string]types.AttributeValue) bool {
+	return l.MaxAge > 0 && !l.now().Before(time.UnixMilli(getN(meta, "created")).Add(l.MaxAge))
+}
+
 // Lookup reads the record and chunk n's shard in one request, and the
 // identity item too when this process has not seen the upload receiving (a
 // new upload needs it for the identity check, and Count for its creation).
-func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.State, bool, error) {
+func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.Slot, error) {
+	for range 2 { // a refresh that finds the record changed looks again
+		slot, err := l.lookup(ctx, info, n)
+		if !errors.Is(err, errStale) && !errors.Is(err, errPast) {
+			return slot, err
+		}
+	}
+	return upload.Slot{}, errors.New("dynamoledger: the upload's record keeps changing")
+}
+
+func (l *Ledger) lookup(ctx context.Context, info upload.Info, n int) (upload.Slot, error) {
 	k := l.shardOf(n)
-	identity := upload.IdentityKey(info.Namespace, info.Identifier)
 	keys := []map[string]types.AttributeValue{metaKey(info.Key), shardKey(info.Key, k)}
 	g, ok := l.gens.get(info.Key)
 	seen := ok && !g.absent
 	if !seen {
-		keys = append(keys, identKey(identity))
+		keys = append(keys, identKey(upload.IdentityKey(info.Namespace, info.Identifier)))
 	}
 	items, err := l.batchGet(ctx, keys...)
 	if err != nil {
-		return "", false, err
+		return upload.Slot{}, err
 	}
 	meta, shard := items[0], items[1]
-	if meta == nil {
-		holder := ""
-		if seen { // the record has gone since: read the identity now
-			if holder, err = l.identityHolder(ctx, identity); err != nil {
-				return "", false, err
-			}
-		} else {
-			holder = getS(items[2], "uploadKey")
+	if meta == nil || l.dead(meta) {
+		var id *identity
+		if !seen {
+			id = readIdentity(items[2])
 		}
-		if err := l.checkHolder(ctx, info, holder); err != nil {
-			l.gens.forget(info.Key)
-			return "", false, err
-		}
-		// Count follows if the chunk is stored: it can create the record
-		// straight away, the identity's holder in hand.
-		l.gens.put(info.Key, genEntry{absent: true, holder: holder})
-		return upload.StateUnknown, false, nil
+		return l.newSlot(ctx, info, meta, id)
 	}
-	state := upload.State(getS(meta, "status"))
+	state, gen := upload.State(getS(meta, "status")), getS(meta, "gen")
 	if state != upload.StateReceiving {
 		l.gens.forget(info.Key)
-		return state, state.PastReceiving(), nil
+		return upload.Slot{State: state, Counted: true, Generation: gen}, nil
 	}
-	l.gens.put(info.Key, genEntry{gen: getS(meta, "gen"), updated: time.UnixMilli(getN(meta, "updated"))})
-	return state, slices.Contains(l.countedIn(meta, shard, k), int64(n)), nil
+	updated := time.UnixMilli(getN(meta, "updated"))
+	l.gens.put(info.Key, genEntry{gen: gen, updated: updated})
+	counted := slices.Contains(l.countedIn(meta, shard, k), int64(n))
+	if counted && l.now().Sub(updated) >= l.keepFor()/8 {
+		// The client will not send this chunk again: make sure the record
+		// outlives the answer by most of IdleTTL (see the package doc).
+		if err := l.touch(ctx, info.Key, gen, l.now()); err != nil {
+			return upload.Slot{}, err
+		}
+	}
+	return upload.Slot{State: state, Counted: counted, Generation: gen}, nil
+}
+
+// newSlot is Lookup's answer when the upload has no live record (meta is
+// the dead one, or nil): a fresh generation, once the identity check has
+// passed. id is the identity item if it was read with meta.
+func (l *Ledger) newSlot(ctx context.Context, info upload.Info, meta map[string]types.AttributeValue, id *identity) (upload.Slot, error) {
+	if id == nil {
+		var err error
+		if id, err = l.readIdentity(ctx, upload.IdentityKey(info.Namespace, info.Identifier)); err != nil {
+			return upload.Slot{}, err
+		}
+	}
+	if err := l.checkHolder(ctx, info, *id); err != nil {
+		l.gens.forget(info.Key)
+		return upload.Slot{}, err
+	}
+	// Count follows if the chunk is stored: it can claim the identity
+	// straight away, its current state in hand.
+	l.gens.put(info.Key, genEntry{absent: true, ident: *id})
+	slot := upload.Slot{State: upload.StateUnknown, New: true, Generation: newGeneration()}
+	if meta != nil {
+		slot.Replaces = getS(meta, "gen")
+	}
+	return slot, nil
 }
 
 // countedIn returns the chunks of shard k (item shard, nil if absent) that
@@ -177,9 +240,15 @@ func (l *Ledger) countedIn(meta, shard map[string]types.AttributeValue, k int) [
 }
 
 // Count implements the counting protocol in the package doc.
-func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (bool, error) {
-	for range 4 { // a stale generation or a racing creation costs one more round
-		g, err := l.generation(ctx, info)
+func (l *Ledger) Count(ctx context.Context, info upload.Info, n int, slot upload.Slot) (bool, error) {
+	for range 4 { // a stale cache entry or a racing creation costs one more round
+		var g genEntry
+		var err error
+		if slot.New {
+			g, err = l.begin(ctx, info, slot)
+		} else {
+			g, err = l.generation(ctx, info.Key, slot.Generation)
+		}
 		if err == nil {
 			var ready bool
 			if ready, err = l.countIn(ctx, info, n, g); err == nil {
@@ -189,6 +258,15 @@ func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (bool, erro
 		switch {
 		case errors.Is(err, errStale):
 			l.gens.forget(info.Key)
+			cur, err := l.current(ctx, info, n)
+			if err != nil {
+				return false, err
+			}
+			if !cur.New && cur.Generation == slot.Generation {
+				slot = cur // ours after all (created meanwhile): count again
+				continue
+			}
+			return false, &upload.StaleSlotError{Current: cur}
 		case errors.Is(err, errPast):
 			l.gens.forget(info.Key)
 			return false, nil
@@ -199,32 +277,46 @@ func (l *Ledger) Count(ctx context.Context, info upload.Info, n int) (bool, erro
 	return false, errors.New("dynamoledger: the upload's record keeps changing")
 }
 
-// generation returns the generation of a receiving upload, creating its
-// record if there is none, or errPast if it is no longer receiving.
-func (l *Ledger) generation(ctx context.Context, info upload.Info) (genEntry, error) {
-	g, ok := l.gens.get(info.Key)
-	if ok && !g.absent {
+// generation confirms that gen is the generation of the upload's record and
+// that it is receiving: from the cache while the entry is young, else by
+// reading. A record past its idle expiry but not yet deleted still counts
+// (countIn's touch revives it, and TTL never deletes an item whose expiry
+// was moved past the present); one past its age limit does not.
+func (l *Ledger) generation(ctx context.Context, key, gen string) (genEntry, error) {
+	if g, ok := l.gens.get(key); ok && !g.absent && g.gen == gen {
 		return g, nil
 	}
-	var meta map[string]types.AttributeValue
-	var err error
-	if ok {
-		// Lookup found no record moments ago: create it without reading
-		// again. Both writes of create are conditional, so a record or an
-		// identity that appeared meanwhile is found, not overwritten.
-		meta, err = l.create(ctx, info, &g.holder)
-	} else if meta, err = l.getMeta(ctx, info.Key); err == nil && meta == nil {
-		meta, err = l.create(ctx, info, nil)
-	}
-	if err != nil {
+	meta, err := l.getMeta(ctx, key)
+	switch {
+	case err != nil:
 		return genEntry{}, err
-	}
-	if upload.State(getS(meta, "status")) != upload.StateReceiving {
+	case meta == nil || getS(meta, "gen") != gen || l.tooOld(meta):
+		return genEntry{}, errStale
+	case upload.State(getS(meta, "status")) != upload.StateReceiving:
 		return genEntry{}, errPast
 	}
-	g = genEntry{gen: getS(meta, "gen"), updated: time.UnixMilli(getN(meta, "updated"))}
-	l.gens.put(info.Key, g)
+	g := genEntry{gen: gen, updated: time.UnixMilli(getN(meta, "updated"))}
+	l.gens.put(key, g)
 	return g, nil
+}
+
+// current reads where chunk n stands now, for a StaleSlotError.
+func (l *Ledger) current(ctx context.Context, info upload.Info, n int) (upload.Slot, error) {
+	k := l.shardOf(n)
+	items, err := l.batchGet(ctx, metaKey(info.Key), shardKey(info.Key, k))
+	if err != nil {
+		return upload.Slot{}, err
+	}
+	meta, shard := items[0], items[1]
+	switch {
+	case meta == nil:
+		return upload.Slot{State: upload.StateUnknown, New: true, Generation: newGeneration()}, nil
+	case l.dead(meta):
+		return upload.Slot{State: upload.StateUnknown, New: true, Generation: newGeneration(), Replaces: getS(meta, "gen")}, nil
+	}
+	slot := upload.Slot{State: upload.State(getS(meta, "status")), Generation: getS(meta, "gen")}
+	slot.Counted = slot.State.PastReceiving() || slices.Contains(l.countedIn(meta, shard, k), int64(n))
+	return slot, nil
 }
 
 // countIn counts chunk n in generation g (steps 2 to 4).
@@ -253,22 +345,32 @@ func (l *Ledger) countIn(ctx context.Context, info upload.Info, n int, g genEntr
 	return l.markReady(ctx, info, -1, g.gen, now)
 }
 
-// whileReceiving is the condition of every write to META that counting makes.
-const whileReceiving = "#status = :receiving AND #gen = :gen"
+// whileReceiving is the condition of every write to META that counting
+// makes, and its values: the record is receiving, in generation gen, and
+// (with MaxAge) younger than its age limit. Its idle expiry is not part of
+// it: a write that counts a chunk of the generation revives a record that
+// expired but is still there.
+func (l *Ledger) whileReceiving(gen string, vals values) string {
+	vals[":receiving"], vals[":gen"] = str(string(upload.StateReceiving)), str(gen)
+	if l.MaxAge <= 0 {
+		return "#status = :receiving AND #gen = :gen"
+	}
+	vals[":ageCut"] = millis(l.now().Add(-l.MaxAge))
+	return "#status = :receiving AND #gen = :gen AND #created > :ageCut"
+}
 
 // touch sets META's updated and expiresAt afresh, confirming that gen is the
 // record's generation and that it is receiving.
 func (l *Ledger) touch(ctx context.Context, key, gen string, now time.Time) error {
 	const set = "SET #updated = :now, #expiresAt = :exp"
+	vals := values{":now": millis(now), ":exp": epoch(now.Add(l.idleTTL()))}
+	cond := l.whileReceiving(gen, vals)
 	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression:         aws.String(set),
-		ConditionExpression:      aws.String(whileReceiving),
-		ExpressionAttributeNames: names(set, whileReceiving),
-		ExpressionAttributeValues: values{
-			":now": millis(now), ":exp": epoch(now.Add(l.idleTTL())),
-			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-		},
+		UpdateExpression:          aws.String(set),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names(set, cond),
+		ExpressionAttributeValues: vals,
 	})
 	if isConditionFailed(err) {
 		return l.whyNotReceiving(ctx, key, gen)
@@ -330,16 +432,15 @@ func (l *Ledger) addToShard(ctx context.Context, key string, k, n int, gen strin
 // how many shards full holds now.
 func (l *Ledger) registerShard(ctx context.Context, key string, k int, gen string, now time.Time) (int, error) {
 	const set = "SET #updated = :now, #expiresAt = :exp ADD #full :k"
+	vals := values{":now": millis(now), ":exp": epoch(now.Add(l.idleTTL())), ":k": numSet(int64(k))}
+	cond := l.whileReceiving(gen, vals)
 	out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression:         aws.String(set),
-		ConditionExpression:      aws.String(whileReceiving),
-		ExpressionAttributeNames: names(set, whileReceiving),
-		ExpressionAttributeValues: values{
-			":now": millis(now), ":exp": epoch(now.Add(l.idleTTL())), ":k": numSet(int64(k)),
-			":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-		},
-		ReturnValues: types.ReturnValueUpdatedNew,
+		UpdateExpression:          aws.String(set),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names(set, cond),
+		ExpressionAttributeValues: vals,
+		ReturnValues:              types.ReturnValueUpdatedNew,
 	})
 	if isConditionFailed(err) {
 		return 0, l.whyNotReceiving(ctx, key, gen)
@@ -353,19 +454,21 @@ func (l *Ledger) registerShard(ctx context.Context, key string, k int, gen strin
 
 // markReady sets status=ready (step 4) and reports whether this call did.
 // With k >= 0 it also registers shard k, the upload's only one (step 3).
+// It also makes the upload due for the re-drive (see due.go), should the
+// stream never bring it to an assembler.
 func (l *Ledger) markReady(ctx context.Context, info upload.Info, k int, gen string, now time.Time) (bool, error) {
-	set := "SET #status = :ready, #updated = :now, #expiresAt = :exp"
-	// The size check repeats what the caller saw, inside the write that
-	// depends on it.
-	cond := whileReceiving + " AND size(#full) = :shards"
+	set := "SET #status = :ready, #updated = :now, #expiresAt = :exp, " + setDue
 	vals := values{
 		":ready": str(string(upload.StateReady)), ":now": millis(now), ":exp": epoch(now.Add(l.doneTTL())),
-		":receiving": str(string(upload.StateReceiving)), ":gen": str(gen),
-		":shards": num(int64(l.shardCount(info.TotalChunks))),
+		":duePart": str(duePartition), ":dueAt": millis(now.Add(l.redriveAfter())),
 	}
+	// The size check repeats what the caller saw, inside the write that
+	// depends on it.
+	cond := l.whileReceiving(gen, vals) + " AND size(#full) = :shards"
+	vals[":shards"] = num(int64(l.shardCount(info.TotalChunks)))
 	if k >= 0 {
 		set += " ADD #full :k"
-		cond = whileReceiving
+		cond = l.whileReceiving(gen, vals)
 		vals[":k"] = numSet(int64(k))
 		delete(vals, ":shards")
 	}
@@ -390,15 +493,16 @@ func (l *Ledger) markReady(ctx context.Context, info upload.Info, k int, gen str
 	return true, nil
 }
 
-// checkReceiving returns nil if the record is receiving in generation gen,
-// errPast if it moved on from receiving in gen, and errStale if gen is not
-// the record's generation (or there is no record).
+// checkReceiving returns nil if the record is receiving in generation gen
+// (within its age limit), errPast if it moved on from receiving in gen, and
+// errStale if gen is not the record's generation any more (or there is no
+// record).
 func (l *Ledger) checkReceiving(ctx context.Context, key, gen string) error {
 	meta, err := l.getMeta(ctx, key)
 	if err != nil {
 		return err
 	}
-	if meta == nil || getS(meta, "gen") != gen {
+	if meta == nil || getS(meta, "gen") != gen || l.tooOld(meta) {
 		return errStale
 	}
 	if upload.State(getS(meta, "status")) != upload.StateReceiving {
@@ -423,17 +527,23 @@ func (l *Ledger) whyNotReceiving(ctx context.Context, key, gen string) error {
 // receiving one expires IdleTTL after, a later one DoneTTL after.
 func (l *Ledger) keepFor() time.Duration { return min(l.idleTTL(), l.doneTTL()) }
 
-// create makes the upload's record after checking that no other receiving
-// upload holds its identifier, and returns it (or the one a concurrent
-// request made first).
-func (l *Ledger) create(ctx context.Context, info upload.Info, holder *string) (map[string]types.AttributeValue, error) {
-	if err := l.claimIdentity(ctx, info, holder); err != nil {
-		return nil, err
+// begin creates the record of a new generation of the upload, slot's, once
+// the identity is claimed for it: where there is none, or in place of the
+// dead generation slot.Replaces if that is still the record and still dead.
+// If another request created a record first, it returns errStale, unless
+// that record is of slot's generation (another request of this process).
+func (l *Ledger) begin(ctx context.Context, info upload.Info, slot upload.Slot) (genEntry, error) {
+	var hint *identity
+	if g, ok := l.gens.get(info.Key); ok && g.absent {
+		hint = &g.ident
+	}
+	if err := l.claimIdentity(ctx, info, hint); err != nil {
+		return genEntry{}, err
 	}
 	now := l.now()
 	item := metaKey(info.Key)
 	for k, v := range map[string]types.AttributeValue{
-		"key": str(info.Key), "gen": str(newGeneration()), "status": str(string(upload.StateReceiving)),
+		"key": str(info.Key), "gen": str(slot.Generation), "status": str(string(upload.StateReceiving)),
 		"total": num(int64(info.TotalChunks)), "shards": num(int64(l.shardCount(info.TotalChunks))),
 		"size": num(info.TotalSize), "chunkSize": num(info.ChunkSize),
 		"ns": str(info.Namespace), "ident": str(info.Identifier), "name": str(info.FileName), "rel": str(info.RelativePath),
@@ -441,20 +551,33 @@ func (l *Ledger) create(ctx context.Context, info upload.Info, holder *string) (
 	} {
 		item[k] = v
 	}
-	const cond = "attribute_not_exists(#pk)"
+	cond, vals := "attribute_not_exists(#pk)", values(nil)
+	if slot.Replaces != "" {
+		// Still the dead record we saw (a record is never revived once
+		// another generation may have been told it is gone, except by
+		// counting a chunk of its own, which this condition sees).
+		cond += " OR (#gen = :old AND (#status = :failed OR (#status = :receiving AND (#expiresAt <= :nowSec OR #created <= :ageCut))))"
+		ageCut := time.Time{}
+		if l.MaxAge > 0 {
+			ageCut = now.Add(-l.MaxAge)
+		}
+		vals = values{
+			":old": str(slot.Replaces), ":failed": str(string(upload.StateFailed)),
+			":receiving": str(string(upload.StateReceiving)), ":nowSec": epoch(now), ":ageCut": millis(ageCut),
+		}
+	}
 	_, err := l.Client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(l.Table), Item: item,
 		ConditionExpression: aws.String(cond), ExpressionAttributeNames: names(cond),
+		ExpressionAttributeValues: vals,
 	})
 	if isConditionFailed(err) {
-		meta, err := l.getMeta(ctx, info.Key)
-		if err == nil && meta == nil {
-			err = errors.New("dynamoledger: record vanished while being created")
-		}
-		return meta, err
+		return l.generation(ctx, info.Key, slot.Generation)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dynamoledger: create record: %w", err)
+		return genEntry{}, fmt.Errorf("dynamoledger: create record: %w", err)
 	}
-	return item, nil
+	g := genEntry{gen: slot.Generation, updated: now}
+	l.gens.put(info.Key, g)
+	return g, nil
 }

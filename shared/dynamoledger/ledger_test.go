@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
@@ -58,7 +59,7 @@ func info(ns, ident string, size, chunk int64) upload.Info {
 
 func mustCount(t *testing.T, l upload.Ledger, in upload.Info, n int) bool {
 	t.Helper()
-	ready, err := l.Count(context.Background(), in, n)
+	ready, err := ledgertest.Count(context.Background(), l, in, n)
 	if err != nil {
 		t.Fatalf("count chunk %d: %v", n, err)
 	}
@@ -70,7 +71,7 @@ func TestCountSequentialWithDuplicates(t *testing.T) {
 	ctx := context.Background()
 	u := info("", "seq", 5000, 1000) // 5 chunks: shards of 4 and 1
 
-	if st, counted, err := l.Lookup(ctx, u, 1); err != nil || st != upload.StateUnknown || counted {
+	if st, counted, err := ledgertest.Lookup(ctx, l, u, 1); err != nil || st != upload.StateUnknown || counted {
 		t.Fatalf("lookup before anything = %v %v %v, want unknown", st, counted, err)
 	}
 	readies := 0
@@ -87,7 +88,7 @@ func TestCountSequentialWithDuplicates(t *testing.T) {
 		t.Fatalf("record after 4 distinct chunks = %+v, %v; want receiving, 4 received", rec, err)
 	}
 	for n := 1; n <= 5; n++ {
-		_, counted, err := l.Lookup(ctx, u, n)
+		_, counted, err := ledgertest.Lookup(ctx, l, u, n)
 		if err != nil || counted != (n <= 4) {
 			t.Fatalf("lookup chunk %d: counted=%v err=%v", n, counted, err)
 		}
@@ -104,7 +105,7 @@ func TestCountSequentialWithDuplicates(t *testing.T) {
 	if rec.State != upload.StateReady || rec.Received != 5 || rec.Generation == "" || rec.FileName != "seq.bin" {
 		t.Fatalf("record = %+v", rec)
 	}
-	if st, counted, _ := l.Lookup(ctx, u, 3); st != upload.StateReady || !counted {
+	if st, counted, _ := ledgertest.Lookup(ctx, l, u, 3); st != upload.StateReady || !counted {
 		t.Fatalf("lookup after ready = %v %v", st, counted)
 	}
 	// Per-chunk work: what a duplicate-free chunk costs, for the report.
@@ -124,7 +125,7 @@ func TestCountConcurrent(t *testing.T) {
 		for n := 1; n <= chunks; n++ {
 			for range dup { // every chunk counted by several racing requests
 				wg.Go(func() {
-					ready, err := l.Count(ctx, infos[i], n)
+					ready, err := ledgertest.Count(ctx, l, infos[i], n)
 					if err != nil {
 						errs <- fmt.Errorf("upload %d chunk %d: %w", i, n, err)
 					}
@@ -159,10 +160,10 @@ func TestConflict(t *testing.T) {
 	other := info("bob", "same-id", 4000, 1000) // other namespace
 
 	mustCount(t, l, a, 1)
-	if _, _, err := l.Lookup(ctx, b, 1); !errors.Is(err, upload.ErrConflict) {
+	if _, _, err := ledgertest.Lookup(ctx, l, b, 1); !errors.Is(err, upload.ErrConflict) {
 		t.Fatalf("lookup of b while a receives: %v, want ErrConflict", err)
 	}
-	if _, err := l.Count(ctx, b, 1); !errors.Is(err, upload.ErrConflict) {
+	if _, err := ledgertest.Count(ctx, l, b, 1); !errors.Is(err, upload.ErrConflict) {
 		t.Fatalf("count of b while a receives: %v, want ErrConflict", err)
 	}
 	if _, err := l.Get(ctx, b.Key); !errors.Is(err, upload.ErrNotFound) {
@@ -176,13 +177,13 @@ func TestConflict(t *testing.T) {
 		t.Fatal("a not ready")
 	}
 	mustCount(t, l, b, 1)
-	if st, _, err := l.Lookup(ctx, a, 1); err != nil || st != upload.StateReady {
+	if st, _, err := ledgertest.Lookup(ctx, l, a, 1); err != nil || st != upload.StateReady {
 		t.Fatalf("a after b started: %v %v", st, err)
 	}
 	// b holds the identifier now; a new geometry c conflicts with b until
 	// b's record expires (idle past its TTL, even before DynamoDB deletes it).
 	c := info("alice", "same-id", 5000, 1000)
-	if _, err := l.Count(ctx, c, 1); !errors.Is(err, upload.ErrConflict) {
+	if _, err := ledgertest.Count(ctx, l, c, 1); !errors.Is(err, upload.ErrConflict) {
 		t.Fatalf("count of c while b receives: %v, want ErrConflict", err)
 	}
 	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
@@ -213,7 +214,7 @@ func TestClaimLeaseComplete(t *testing.T) {
 	if _, err := l.Claim(ctx, u.Key, "a", time.Minute); err != nil {
 		t.Fatalf("re-claim by the same owner: %v", err)
 	}
-	if st, counted, _ := l.Lookup(ctx, u, 1); st != upload.StateAssembling || !counted {
+	if st, counted, _ := ledgertest.Lookup(ctx, l, u, 1); st != upload.StateAssembling || !counted {
 		t.Fatalf("lookup while assembling = %v %v", st, counted)
 	}
 
@@ -299,13 +300,13 @@ func TestCrashWindowsAreResent(t *testing.T) {
 	crash := func(step string, n int) {
 		t.Helper()
 		crashAfter = step
-		if _, err := l.Count(faults.Request(ctx), u, n); !errors.Is(err, faults.ErrCrashed) {
+		if _, err := ledgertest.Count(faults.Request(ctx), l, u, n); !errors.Is(err, faults.ErrCrashed) {
 			t.Fatalf("count of chunk %d crashing after %s: %v", n, step, err)
 		}
 	}
 	counted := func(n int) bool {
 		t.Helper()
-		st, counted, err := l.Lookup(ctx, u, n)
+		st, counted, err := ledgertest.Lookup(ctx, l, u, n)
 		if err != nil || st != upload.StateReceiving {
 			t.Fatalf("lookup of chunk %d: %v %v", n, st, err)
 		}
@@ -388,7 +389,7 @@ func TestShardBoundaries(t *testing.T) {
 					t.Fatalf("%d chunks: record with one missing = %+v %v", total, rec, err)
 				}
 				for _, m := range []int{1, total / 2, total - 1, total} {
-					if _, counted, err := l.Lookup(ctx, u, m); err != nil || counted != (m != last) {
+					if _, counted, err := ledgertest.Lookup(ctx, l, u, m); err != nil || counted != (m != last) {
 						t.Fatalf("%d chunks, %d missing: lookup of chunk %d = %v %v", total, last, m, counted, err)
 					}
 				}
@@ -400,7 +401,7 @@ func TestShardBoundaries(t *testing.T) {
 		if readies != 1 {
 			t.Fatalf("%d chunks: ready %d times", total, readies)
 		}
-		if st, counted, err := l.Lookup(ctx, u, last); err != nil || st != upload.StateReady || !counted {
+		if st, counted, err := ledgertest.Lookup(ctx, l, u, last); err != nil || st != upload.StateReady || !counted {
 			t.Fatalf("%d chunks: lookup after ready = %v %v %v", total, st, counted, err)
 		}
 	}
@@ -427,7 +428,7 @@ func TestNewGenerationIgnoresOldChunks(t *testing.T) {
 		t.Fatalf("forget: %v %v", gone, err)
 	}
 	for _, n := range []int{1, 9} {
-		if _, counted, _ := l.Lookup(ctx, u, n); counted {
+		if _, counted, _ := ledgertest.Lookup(ctx, l, u, n); counted {
 			t.Fatalf("chunk %d of a forgotten record reads as counted", n)
 		}
 	}
@@ -442,7 +443,7 @@ func TestNewGenerationIgnoresOldChunks(t *testing.T) {
 		t.Fatalf("new record = %+v; want a new generation with 1 chunk", rec)
 	}
 	for _, n := range []int{9, 1} {
-		if _, counted, _ := l.Lookup(ctx, u, n); counted {
+		if _, counted, _ := ledgertest.Lookup(ctx, l, u, n); counted {
 			t.Fatalf("chunk %d of the old generation reads as counted in the new one", n)
 		}
 	}
@@ -470,6 +471,12 @@ func TestStaleGenerationCache(t *testing.T) {
 	for _, n := range []int{1, 5, 6} {
 		mustCount(t, l, u, n)
 	}
+	// A request of l looks chunk 2 up and stores it under the generation;
+	// it counts it only after the record expired and went.
+	slot, err := l.Lookup(ctx, u, 2)
+	if err != nil || slot.New || slot.Counted {
+		t.Fatalf("Lookup = %+v, %v", slot, err)
+	}
 	other := &dynamoledger.Ledger{Client: l.Client, Table: l.Table, Now: clock.Now}
 	dynamoledger.SetShardSize(other, testShards)
 	if gone, _ := other.Forget(ctx, u.Key, clock.Now().Add(time.Second)); gone {
@@ -479,10 +486,17 @@ func TestStaleGenerationCache(t *testing.T) {
 	if gone, _ := other.Forget(ctx, u.Key, clock.Now()); !gone {
 		t.Fatal("forget failed")
 	}
-	mustCount(t, l, u, 1) // stale cache: must notice and count in the new generation
+	// Stale cache: must notice, and count in a new generation.
+	if _, err := l.Count(ctx, u, 2, slot); !errors.As(err, new(*upload.StaleSlotError)) {
+		t.Fatalf("Count in a generation that is gone: %v, want a StaleSlotError", err)
+	}
 	if in.Calls("ddb.UpdateItem:touch") == 0 {
 		t.Fatal("the old cache entry was not confirmed")
 	}
+	if _, err := other.Get(ctx, u.Key); !errors.Is(err, upload.ErrNotFound) {
+		t.Fatalf("a count in the old generation made a record: %v", err)
+	}
+	mustCount(t, l, u, 1)
 	rec, _ := other.Get(ctx, u.Key)
 	if rec.State != upload.StateReceiving || rec.Received != 1 {
 		t.Fatalf("record after recount = %+v", rec)
@@ -568,7 +582,7 @@ func TestCreateAfterAStaleLookup(t *testing.T) {
 	ctx := context.Background()
 
 	u := info("", "raced", 3000, 1000)
-	if st, _, err := l.Lookup(ctx, u, 2); err != nil || st != upload.StateUnknown {
+	if st, _, err := ledgertest.Lookup(ctx, l, u, 2); err != nil || st != upload.StateUnknown {
 		t.Fatalf("lookup before anything = %v, %v", st, err)
 	}
 	mustCount(t, other, u, 1) // the other process creates the record meanwhile
@@ -579,11 +593,11 @@ func TestCreateAfterAStaleLookup(t *testing.T) {
 
 	a := info("", "contested", 3000, 1000)
 	b := info("", "contested", 4000, 1000) // same identifier, other geometry
-	if st, _, err := l.Lookup(ctx, b, 1); err != nil || st != upload.StateUnknown {
+	if st, _, err := ledgertest.Lookup(ctx, l, b, 1); err != nil || st != upload.StateUnknown {
 		t.Fatalf("lookup of b = %v, %v", st, err)
 	}
 	mustCount(t, other, a, 1) // a takes the identifier after b's lookup
-	if _, err := l.Count(ctx, b, 1); !errors.Is(err, upload.ErrConflict) {
+	if _, err := ledgertest.Count(ctx, l, b, 1); !errors.Is(err, upload.ErrConflict) {
 		t.Fatalf("count of b after a took the identifier: %v, want ErrConflict", err)
 	}
 	if _, err := l.Get(ctx, b.Key); !errors.Is(err, upload.ErrNotFound) {

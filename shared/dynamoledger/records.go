@@ -95,7 +95,9 @@ func (l *Ledger) Get(ctx context.Context, key string) (upload.Record, error) {
 // Claim implements upload.Ledger.
 func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Duration) (upload.Record, error) {
 	now := l.now()
-	const set = "SET #status = :assembling, #owner = :owner, #leaseUntil = :until, #updated = :now, #expiresAt = :exp"
+	// The claim counts the attempt, and makes the upload due for the
+	// re-drive when its lease runs out.
+	const set = "SET #status = :assembling, #owner = :owner, #leaseUntil = :until, #updated = :now, #expiresAt = :exp, #dueAt = :until ADD #attempts :one"
 	const cond = "#status = :ready OR (#status = :assembling AND (#owner = :owner OR #leaseUntil < :now))"
 	out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(l.Table), Key: metaKey(key),
@@ -105,7 +107,7 @@ func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Durati
 		ExpressionAttributeValues: values{
 			":assembling": str(string(upload.StateAssembling)), ":ready": str(string(upload.StateReady)),
 			":owner": str(owner), ":until": millis(now.Add(lease)), ":now": millis(now),
-			":exp": epoch(now.Add(lease + l.doneTTL())),
+			":exp": epoch(now.Add(lease + l.doneTTL())), ":one": num(1),
 		},
 		ReturnValues: types.ReturnValueAllNew,
 	})
@@ -133,18 +135,27 @@ func (l *Ledger) Complete(ctx context.Context, key, owner string, res upload.Res
 	})
 }
 
+// Postpone implements upload.Ledger.
+func (l *Ledger) Postpone(ctx context.Context, key, owner, reason string, until time.Time) error {
+	const set = "SET #lastError = :reason, #leaseUntil = :until, #dueAt = :until"
+	return l.finish(ctx, key, owner, upload.StateAssembling, set, values{
+		":reason": str(reason), ":until": millis(until),
+	})
+}
+
 // Fail implements upload.Ledger.
 func (l *Ledger) Fail(ctx context.Context, key, owner, reason string) error {
 	now := l.now()
-	const set = "SET #status = :failed, #error = :reason, #updated = :now, #expiresAt = :exp REMOVE #leaseUntil"
+	const set = "SET #status = :failed, #error = :reason, #updated = :now, #expiresAt = :exp REMOVE #leaseUntil, " + removeDue
 	return l.finish(ctx, key, owner, upload.StateFailed, set, values{
 		":failed": str(string(upload.StateFailed)), ":reason": str(reason),
 		":now": millis(now), ":exp": epoch(now.Add(l.doneTTL())),
 	})
 }
 
-// finish moves an upload owner is assembling to its end state. Repeating it
-// is a no-op for that owner; anyone else, including an owner whose lease was
+// finish moves an upload owner is assembling to its end state (or, with to
+// StateAssembling, records something of the assembly). Repeating it is a
+// no-op for that owner; anyone else, including an owner whose lease was
 // taken over by the one who finished, gets ErrLeaseLost.
 func (l *Ledger) finish(ctx context.Context, key, owner string, to upload.State, set string, vals values) error {
 	const cond = "#status = :assembling AND #owner = :owner"
@@ -172,7 +183,8 @@ func (l *Ledger) finish(ctx context.Context, key, owner string, to upload.State,
 
 // MarkPublished implements upload.Ledger.
 func (l *Ledger) MarkPublished(ctx context.Context, key string) error {
-	const set = "SET #published = :true"
+	// Nothing is owed any more: out of the re-drive's index.
+	const set = "SET #published = :true REMOVE " + removeDue
 	const cond = "attribute_exists(#pk)"
 	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName: aws.String(l.Table), Key: metaKey(key),
@@ -201,6 +213,8 @@ func toRecord(m map[string]types.AttributeValue) upload.Record {
 		CreatedAt:  time.UnixMilli(getN(m, "created")),
 		UpdatedAt:  time.UnixMilli(getN(m, "updated")),
 		Owner:      getS(m, "owner"),
+		Attempts:   int(getN(m, "attempts")),
+		LastError:  getS(m, "lastError"),
 		Error:      getS(m, "error"),
 		Published:  getBool(m, "published"),
 	}

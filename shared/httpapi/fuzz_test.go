@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/shared/boltledger"
 	"github.com/flowgate/flowgate/shared/dirstore"
 	"github.com/flowgate/flowgate/shared/httpapi"
@@ -34,7 +35,7 @@ func FuzzPostChunk(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ledger, err := boltledger.Open(filepath.Join(dir, "ledger.db"))
+	ledger, err := boltledger.Open(filepath.Join(dir, "ledger.db"), 0)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func FuzzPostChunk(f *testing.F) {
 		}
 		// A 200 for the well-formed seed file means its chunk is now counted.
 		if rec.Code == http.StatusOK && query == file.params(2).Encode() && bytes.Equal(body, file.chunk(2)) {
-			if _, counted, err := ledger.Lookup(context.Background(), upload.Info{Key: file.key(httpapi.PublicNamespace),
+			if _, counted, err := ledgertest.Lookup(context.Background(), ledger, upload.Info{Key: file.key(httpapi.PublicNamespace),
 				Namespace: httpapi.PublicNamespace, Identifier: file.id}, 2); err != nil || !counted {
 				t.Fatalf("chunk answered 200 but not counted (err %v)", err)
 			}

@@ -46,7 +46,7 @@ func newEnv(t *testing.T, opts ...func(*httpapi.Handler)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := boltledger.Open(filepath.Join(dir, "ledger.db"))
+	ledger, err := boltledger.Open(filepath.Join(dir, "ledger.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ledger, err := boltledger.Open(filepath.Join(cfg.DataDir, "ledger.db"))
+	ledger, err := boltledger.Open(filepath.Join(cfg.DataDir, "ledger.db"), cfg.Expiry)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +184,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// assembled, or were assembled without their event going out. The
 	// sweeper looks again every interval, in case anything slipped through.
 	s.enqueuePending(ctx)
+	// Chunks the last process stored under a generation that no record
+	// has: requests that died with it, before their first chunk was
+	// counted. This process is the only writer of the data directory (the
+	// ledger's file lock), so nothing will ever count them.
+	if n, err := s.discardOrphans(ctx, time.Now()); err != nil {
+		s.log.Warn("discarding what the last process left staged", "err", err)
+	} else if n > 0 {
+		s.log.Info("discarded chunks of requests that died with the last process", "generations", n)
+	}
 
 	s.log.Info("flowgate listening", "url", "http://"+ln.Addr().String()+"/", "dataDir", s.cfg.DataDir,
 		"auth", s.authMode(), "maxUploadsPerNamespace", s.cfg.MaxUploadsPerNamespace, "metrics", s.cfg.Metrics)
@@ -280,15 +289,24 @@ func (s *Server) SweepOnce(ctx context.Context, before time.Time) (int, error) {
 			removed++
 		}
 	}
+	orphans, err := s.discardOrphans(ctx, before)
+	return removed + orphans, errors.Join(append(errs, err)...)
+}
+
+// discardOrphans removes staged generations not written since before that
+// no ledger record has.
+func (s *Server) discardOrphans(ctx context.Context, before time.Time) (int, error) {
 	staged, err := s.store.Staged(ctx)
 	if err != nil {
-		return removed, errors.Join(append(errs, err)...)
+		return 0, err
 	}
+	removed := 0
+	var errs []error
 	for _, st := range staged {
 		if !st.Modified.Before(before) {
 			continue
 		}
-		gone, err := s.service.DiscardOrphan(ctx, st.Key)
+		gone, err := s.service.DiscardOrphan(ctx, st.Key, st.Generation)
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -118,6 +118,17 @@ func srvStart(t *testing.T, dataDir string, hook *srvHookSink) *srvUnderTest {
 		})
 	}
 	t.Cleanup(ts.stop)
+	// Serve's start-up (re-queueing work, discarding what a dead process
+	// left staged) is over once it answers.
+	for i := 0; ; i++ {
+		if resp, err := http.Get(ts.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		} else if i == 500 {
+			t.Fatalf("server not answering: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return ts
 }
 
@@ -287,8 +298,13 @@ func srvWaitEvents(t *testing.T, hook *srvHookSink, key string, want int) []uplo
 	}
 }
 
+// srvStagingFile is the staging file of the upload's (only) generation, or,
+// when none is staged, the name of one a test may create.
 func srvStagingFile(dataDir, key string) string {
-	return filepath.Join(dataDir, "staging", key+".part")
+	if paths, _ := filepath.Glob(filepath.Join(dataDir, "staging", key+"-*.part")); len(paths) > 0 {
+		return paths[0]
+	}
+	return filepath.Join(dataDir, "staging", key+"-0123456789abcdef.part")
 }
 
 func TestUploadOverHTTP(t *testing.T) {
@@ -465,7 +481,7 @@ func TestRestartAssemblesLeftoverWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := boltledger.Open(filepath.Join(dir, "ledger.db"))
+	ledger, err := boltledger.Open(filepath.Join(dir, "ledger.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,10 +492,14 @@ func TestRestartAssemblesLeftoverWork(t *testing.T) {
 			last = 1
 		}
 		for n := 1; n <= last; n++ {
-			if err := store.PutChunk(ctx, in, n, bytes.NewReader(f.chunk(n))); err != nil {
+			slot, err := ledger.Lookup(ctx, in, n)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ledger.Count(ctx, in, n); err != nil {
+			if err := store.PutChunk(ctx, in, slot.Generation, n, bytes.NewReader(f.chunk(n))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ledger.Count(ctx, in, n, slot); err != nil {
 				t.Fatal(err)
 			}
 		}

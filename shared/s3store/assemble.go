@@ -61,14 +61,14 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if res, ok, err := s.finalResult(ctx, rec, final); err != nil {
 		return upload.Result{}, err
 	} else if ok {
-		return res, s.Discard(ctx, rec.Key)
+		return res, s.Discard(ctx, rec.Key, rec.Generation)
 	}
 
-	objs, err := s.listStaged(ctx, rec.Key)
+	objs, err := s.listStaged(ctx, rec.Key, rec.Generation)
 	if err != nil {
 		return upload.Result{}, err
 	}
-	if err := checkChunks(rec, s.staging(), objs); err != nil {
+	if err := checkChunks(rec, s.genPrefix(rec.Key, rec.Generation), objs); err != nil {
 		return upload.Result{}, err
 	}
 
@@ -77,7 +77,7 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 		_, err := s.Client.CopyObject(ctx, &s3.CopyObjectInput{
 			Bucket:      aws.String(s.Bucket),
 			Key:         aws.String(final),
-			CopySource:  aws.String(copySource(s.Bucket, s.ChunkKey(rec.Key, 1))),
+			CopySource:  aws.String(copySource(s.Bucket, s.ChunkKey(rec.Key, rec.Generation, 1))),
 			ContentType: aws.String("application/octet-stream"),
 		})
 		if err != nil {
@@ -136,12 +136,11 @@ func (s *Store) finalResult(ctx context.Context, rec upload.Record, final string
 // checkChunks makes sure every chunk is staged with its size. A missing or
 // misfit chunk cannot appear by retrying (the ledger counted only durable
 // chunks, so it was lost to expiry or tampering): the failure is permanent.
-func checkChunks(rec upload.Record, staging string, objs []types.Object) error {
+func checkChunks(rec upload.Record, prefix string, objs []types.Object) error {
 	sizes := make(map[string]int64, len(objs))
 	for _, o := range objs {
 		sizes[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
 	}
-	prefix := staging + rec.Key + "/"
 	for n := 1; n <= rec.TotalChunks; n++ {
 		_, want := rec.ChunkBounds(n)
 		got, ok := sizes[fmt.Sprintf("%s%08d", prefix, n)]
@@ -169,7 +168,7 @@ func (s *Store) plan(rec upload.Record) ([]part, error) {
 	if rec.ChunkSize >= minPartSize {
 		for n := 1; n <= rec.TotalChunks; n++ {
 			_, size := rec.ChunkBounds(n)
-			key := s.ChunkKey(rec.Key, n)
+			key := s.ChunkKey(rec.Key, rec.Generation, n)
 			if size <= maxPartSize {
 				// A whole-object copy; the last chunk may be under 5 MiB,
 				// which S3 allows for the last part.
@@ -427,7 +426,7 @@ func (c *chunkStream) Read(p []byte) (int, error) {
 			continue
 		}
 		out, err := c.s.Client.GetObject(c.ctx, &s3.GetObjectInput{
-			Bucket: aws.String(c.s.Bucket), Key: aws.String(c.s.ChunkKey(c.rec.Key, n)),
+			Bucket: aws.String(c.s.Bucket), Key: aws.String(c.s.ChunkKey(c.rec.Key, c.rec.Generation, n)),
 		})
 		if err != nil {
 			c.err = fmt.Errorf("read chunk %d: %w", n, err)

@@ -4,13 +4,17 @@
 //
 // Layout in the bucket:
 //
-//	<staging prefix><upload key>/<chunk number, 8 digits>   one object per chunk
-//	<finished prefix><upload key>-<generation>/<safe name>   the finished file
+//	<staging prefix><upload key>/<generation>/<chunk number, 8 digits>   one object per chunk
+//	<finished prefix><upload key>-<generation>/<safe name>                the finished file
 //
 // Both names derive only from the upload key (a hash), the record's random
 // generation and the sanitized file name, never from client strings
-// directly. A lifecycle rule on the staging prefix (expire objects, abort
-// incomplete multipart uploads) is the backstop for anything a crash leaves.
+// directly. Each generation of an upload has its own chunk objects, so that
+// removing one generation's (after it expired, or when a refused first chunk
+// is cleaned up) can never remove another's, whichever function instance
+// does it and however late. A lifecycle rule on the staging prefix (expire
+// objects, abort incomplete multipart uploads) is the backstop for anything
+// a crash leaves.
 //
 // Chunks and streamed parts go out as they arrive, never buffered: the SDK
 // sends such a body with a CRC32 trailer (aws-chunked), which it only does
@@ -111,9 +115,14 @@ func (s *Store) finished() string {
 	return s.FinishedPrefix
 }
 
-// ChunkKey is the object key of chunk n of an upload.
-func (s *Store) ChunkKey(key string, n int) string {
-	return fmt.Sprintf("%s%s/%08d", s.staging(), key, n)
+// ChunkKey is the object key of chunk n of generation gen of an upload.
+func (s *Store) ChunkKey(key, gen string, n int) string {
+	return fmt.Sprintf("%s%08d", s.genPrefix(key, gen), n)
+}
+
+// genPrefix is the common prefix of a generation's chunk objects.
+func (s *Store) genPrefix(key, gen string) string {
+	return s.staging() + key + "/" + gen + "/"
 }
 
 // FinalKey is the object key of an upload's finished file.
@@ -126,12 +135,15 @@ func (s *Store) FinalKey(rec upload.Record) string {
 // received, and the stream needs no seeking, so nothing is buffered. If r
 // fails, or yields more or fewer bytes than the chunk's size, the request is
 // cut off before its end and S3 stores nothing.
-func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
+func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
+	if !validName(info.Key) || !validName(gen) {
+		return errors.New("s3store: invalid upload key or generation")
+	}
 	_, size := info.ChunkBounds(n)
 	body := &exactReader{r: r, left: size}
 	_, err := s.Client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:            aws.String(s.Bucket),
-		Key:               aws.String(s.ChunkKey(info.Key, n)),
+		Key:               aws.String(s.ChunkKey(info.Key, gen, n)),
 		Body:              body,
 		ContentLength:     aws.Int64(size),
 		ContentType:       aws.String("application/octet-stream"),
@@ -146,10 +158,35 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, n int, r io.Read
 	return nil
 }
 
-// Discard deletes every staged chunk of the upload, and aborts any multipart
-// upload an interrupted assembly left for it.
-func (s *Store) Discard(ctx context.Context, key string) error {
-	objs, err := s.listStaged(ctx, key)
+// MoveChunk moves chunk n from generation from to generation to: it reads
+// the chunk back and writes it under its new key (a chunk is a few MiB at
+// most behind API Gateway, and a move happens only when a request loses the
+// race to create an upload's record), then deletes the original. Reading and
+// writing rather than CopyObject keeps the upload function's permissions to
+// the staging prefix.
+func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to string) error {
+	if !validName(info.Key) || !validName(from) || !validName(to) {
+		return errors.New("s3store: invalid upload key or generation")
+	}
+	src := s.ChunkKey(info.Key, from, n)
+	out, err := s.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(src)})
+	if err != nil {
+		return fmt.Errorf("s3store: read chunk %d to move it: %w", n, err)
+	}
+	defer out.Body.Close()
+	if err := s.PutChunk(ctx, info, to, n, out.Body); err != nil {
+		return err
+	}
+	return s.deleteKeys(ctx, []string{src})
+}
+
+// Discard deletes the staged chunks of one generation of the upload, and
+// aborts any multipart upload an interrupted assembly of it left.
+func (s *Store) Discard(ctx context.Context, key, gen string) error {
+	if !validName(key) || !validName(gen) {
+		return errors.New("s3store: invalid upload key or generation")
+	}
+	objs, err := s.listStaged(ctx, key, gen)
 	if err != nil {
 		return err
 	}
@@ -160,15 +197,16 @@ func (s *Store) Discard(ctx context.Context, key string) error {
 	if err := s.deleteKeys(ctx, keys); err != nil {
 		return err
 	}
-	return s.abortUploads(ctx, s.finished()+key+"-")
+	return s.abortUploads(ctx, s.finished()+key+"-"+gen+"/")
 }
 
-// Staged lists every upload with staged chunks and when its latest chunk was
-// written. It lists every chunk object (one request per 1,000), which suits
-// a sweeper of the embedded kind; on AWS the lifecycle rule does this job.
+// Staged lists every generation of an upload with staged chunks and when
+// its latest chunk was written. It lists every chunk object (one request per
+// 1,000), which suits a sweeper of the embedded kind; on AWS the lifecycle
+// rule does this job.
 func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
-	byKey := map[string]time.Time{}
-	var order []string
+	byKey := map[[2]string]time.Time{}
+	var order [][2]string
 	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(s.Bucket), Prefix: aws.String(s.staging()),
 	})
@@ -178,10 +216,11 @@ func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
 			return nil, fmt.Errorf("s3store: list staged: %w", err)
 		}
 		for _, o := range page.Contents {
-			key, _, ok := strings.Cut(strings.TrimPrefix(aws.ToString(o.Key), s.staging()), "/")
-			if !ok {
+			parts := strings.Split(strings.TrimPrefix(aws.ToString(o.Key), s.staging()), "/")
+			if len(parts) != 3 {
 				continue
 			}
+			key := [2]string{parts[0], parts[1]}
 			t, seen := byKey[key]
 			if !seen {
 				order = append(order, key)
@@ -193,16 +232,17 @@ func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
 	}
 	out := make([]upload.Staged, len(order))
 	for i, k := range order {
-		out[i] = upload.Staged{Key: k, Modified: byKey[k]}
+		out[i] = upload.Staged{Key: k[0], Generation: k[1], Modified: byKey[k]}
 	}
 	return out, nil
 }
 
-// listStaged lists the chunk objects of one upload, in chunk order.
-func (s *Store) listStaged(ctx context.Context, key string) ([]types.Object, error) {
+// listStaged lists the chunk objects of one generation of an upload, in
+// chunk order.
+func (s *Store) listStaged(ctx context.Context, key, gen string) ([]types.Object, error) {
 	var out []types.Object
 	p := s3.NewListObjectsV2Paginator(s.Client, &s3.ListObjectsV2Input{
-		Bucket: aws.String(s.Bucket), Prefix: aws.String(s.staging() + key + "/"),
+		Bucket: aws.String(s.Bucket), Prefix: aws.String(s.genPrefix(key, gen)),
 	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -351,4 +391,19 @@ func probeEnd(r io.Reader) error {
 		}
 	}
 	return io.ErrNoProgress
+}
+
+// validName accepts the lowercase hex names the ledgers make for upload keys
+// and generations, and nothing that could change an object key's shape.
+func validName(k string) bool {
+	if len(k) == 0 || len(k) > 64 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -68,7 +68,7 @@ func newFile(name string, size, chunk int64, forceChunkSize bool) file {
 		rec: upload.Record{
 			Info: upload.Info{Key: key, Identifier: name, FileName: name, TotalSize: size,
 				ChunkSize: chunk, TotalChunks: chunks},
-			Generation: "g" + strconv.FormatUint(rand.Uint64()%1e6, 10),
+			Generation: fmt.Sprintf("%016x", rand.Uint64()),
 			State:      upload.StateAssembling,
 		},
 		seed: rand.Uint64(),
@@ -96,7 +96,7 @@ func (e *env) stage(t *testing.T, f file) string {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := e.store.PutChunk(ctx, f.rec.Info, n, f.chunk(n)); err != nil {
+			if err := e.store.PutChunk(ctx, f.rec.Info, f.rec.Generation, n, f.chunk(n)); err != nil {
 				failed.Store(err)
 			}
 		})
@@ -147,7 +147,7 @@ func TestPutChunkRejectsBadBodies(t *testing.T) {
 	ctx := context.Background()
 	f := newFile("bad.bin", 3000, 1000, true)
 	exists := func(n int) bool {
-		_, err := e.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, n))})
+		_, err := e.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, f.rec.Generation, n))})
 		return err == nil
 	}
 	boom := errors.New("client went away")
@@ -156,7 +156,7 @@ func TestPutChunkRejectsBadBodies(t *testing.T) {
 		"long":    strings.NewReader(strings.Repeat("a", 1001)),
 		"failing": io.MultiReader(strings.NewReader(strings.Repeat("a", 500)), iotestErr{boom}),
 	} {
-		if err := e.store.PutChunk(ctx, f.rec.Info, 1, body); err == nil {
+		if err := e.store.PutChunk(ctx, f.rec.Info, f.rec.Generation, 1, body); err == nil {
 			t.Errorf("%s body: stored without error", name)
 		}
 		if exists(1) {
@@ -164,13 +164,13 @@ func TestPutChunkRejectsBadBodies(t *testing.T) {
 		}
 	}
 	// A good body stores; a later failing one leaves the good bytes alone.
-	if err := e.store.PutChunk(ctx, f.rec.Info, 1, strings.NewReader(strings.Repeat("g", 1000))); err != nil {
+	if err := e.store.PutChunk(ctx, f.rec.Info, f.rec.Generation, 1, strings.NewReader(strings.Repeat("g", 1000))); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.PutChunk(ctx, f.rec.Info, 1, strings.NewReader("x")); err == nil {
+	if err := e.store.PutChunk(ctx, f.rec.Info, f.rec.Generation, 1, strings.NewReader("x")); err == nil {
 		t.Fatal("short body accepted")
 	}
-	out, err := e.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, 1))})
+	out, err := e.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, f.rec.Generation, 1))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestPutChunkRejectsBadBodies(t *testing.T) {
 	if string(b) != strings.Repeat("g", 1000) {
 		t.Fatalf("stored chunk changed: %q...", b[:min(len(b), 10)])
 	}
-	if key := e.store.ChunkKey(f.rec.Key, 7); key != "staging/"+f.rec.Key+"/00000007" {
+	if key := e.store.ChunkKey(f.rec.Key, f.rec.Generation, 7); key != "staging/"+f.rec.Key+"/"+f.rec.Generation+"/00000007" {
 		t.Fatalf("chunk key = %s", key)
 	}
 }
@@ -253,7 +253,7 @@ func TestAssembleMissingOrWrongChunkIsPermanent(t *testing.T) {
 	ctx := context.Background()
 	f := newFile("gap.bin", 3*MiB, MiB, true)
 	e.stage(t, f)
-	_, err := e.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, 2))})
+	_, err := e.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, f.rec.Generation, 2))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestAssembleMissingOrWrongChunkIsPermanent(t *testing.T) {
 	// A chunk of the wrong size (a different geometry's bytes) is refused too.
 	wrong := f.rec.Info
 	wrong.TotalSize, wrong.TotalChunks = 5*MiB, 5 // chunk 2 of this has 1 MiB too, so use a short one
-	_, err = e.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, 2)),
+	_, err = e.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, f.rec.Generation, 2)),
 		Body: strings.NewReader("short")})
 	if err != nil {
 		t.Fatal(err)
@@ -363,26 +363,84 @@ func TestDiscardAndStaged(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	a, b := newFile("a.bin", 3000, 1000, true), newFile("b.bin", 2000, 1000, true)
+	// a2 is a later generation of upload a (started again after its record
+	// expired): discarding one generation must leave the other alone.
+	a2 := a
+	a2.rec.Generation = fmt.Sprintf("%016x", rand.Uint64())
 	e.stage(t, a)
+	e.stage(t, a2)
 	e.stage(t, b)
 	staged, err := e.store.Staged(ctx)
-	if err != nil || len(staged) != 2 {
+	if err != nil || len(staged) != 3 {
 		t.Fatalf("staged = %+v %v", staged, err)
 	}
+	seen := map[[2]string]bool{}
 	for _, s := range staged {
-		if (s.Key != a.rec.Key && s.Key != b.rec.Key) || time.Since(s.Modified) > time.Minute {
+		seen[[2]string{s.Key, s.Generation}] = true
+		if time.Since(s.Modified) > time.Minute {
 			t.Fatalf("staged entry %+v", s)
 		}
 	}
-	if err := e.store.Discard(ctx, a.rec.Key); err != nil {
+	for _, f := range []file{a, a2, b} {
+		if !seen[[2]string{f.rec.Key, f.rec.Generation}] {
+			t.Fatalf("staged = %+v, missing %s generation %s", staged, f.rec.Key, f.rec.Generation)
+		}
+	}
+	if err := e.store.Discard(ctx, a.rec.Key, a.rec.Generation); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.Discard(ctx, a.rec.Key); err != nil {
+	if err := e.store.Discard(ctx, a.rec.Key, a.rec.Generation); err != nil {
 		t.Fatalf("discard is not idempotent: %v", err)
 	}
 	left := awstest.Keys(t, e.client, e.bucket, "staging/")
-	if len(left) != 2 || !strings.Contains(left[0], b.rec.Key) {
-		t.Fatalf("after discarding a: %v", left)
+	want := map[string]bool{}
+	for _, f := range []file{a2, b} {
+		for n := 1; n <= f.rec.TotalChunks; n++ {
+			want[e.store.ChunkKey(f.rec.Key, f.rec.Generation, n)] = true
+		}
+	}
+	if len(left) != len(want) {
+		t.Fatalf("after discarding a's first generation: %v", left)
+	}
+	for _, k := range left {
+		if !want[k] {
+			t.Fatalf("after discarding a's first generation, %s is left (all: %v)", k, left)
+		}
+	}
+	if err := e.store.Discard(ctx, "../"+a.rec.Key, a.rec.Generation); err == nil {
+		t.Fatal("Discard took a key that is not a hash")
+	}
+}
+
+// MoveChunk copies a chunk into another generation server-side and removes
+// the original.
+func TestMoveChunk(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	f := newFile("move.bin", 3000, 1000, true)
+	other := fmt.Sprintf("%016x", rand.Uint64())
+	sum := e.stage(t, f)
+	// Chunk 2 was stored under another generation (its request lost the
+	// race to create the record): move it where the record counts it.
+	if _, err := e.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(e.store.ChunkKey(f.rec.Key, f.rec.Generation, 2))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.PutChunk(ctx, f.rec.Info, other, 2, f.chunk(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.MoveChunk(ctx, f.rec.Info, 2, other, f.rec.Generation); err != nil {
+		t.Fatalf("MoveChunk: %v", err)
+	}
+	if left := awstest.Keys(t, e.client, e.bucket, "staging/"+f.rec.Key+"/"+other+"/"); len(left) != 0 {
+		t.Fatalf("the moved chunk is still in its first generation: %v", left)
+	}
+	res, err := e.store.Assemble(ctx, f.rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.check(t, f, res, sum)
+	if err := e.store.MoveChunk(ctx, f.rec.Info, 1, other, f.rec.Generation); err == nil {
+		t.Fatal("MoveChunk of a chunk that is not there succeeded")
 	}
 }
 

@@ -2,25 +2,26 @@
 // DynamoDB stream records from the ledger table and
 //
 //   - runs the assembly pipeline for each upload record that became ready;
-//   - discards the staged chunks of each upload record that was removed
-//     (DynamoDB's TTL expiring an abandoned upload), unless a newer record
-//     for the same key exists by then.
+//   - for each upload record that was removed (DynamoDB's TTL expiring it):
+//     discards the chunks of that record's generation, or, if work on it was
+//     still owed (ready or assembling: the stream gave up on it, and the
+//     re-drive did not catch it in time), puts the record back as ready so
+//     that it is assembled after all.
 //
 // Records are processed in order; each failure is reported back by sequence
 // number (ReportBatchItemFailures), so Lambda retries from the first failed
 // record and never skips one. Everything here is idempotent, which the
-// stream's at-least-once delivery needs.
-//
-// The event source mapping should filter the stream to what this handles:
-//
-//	{"eventName": ["INSERT", "MODIFY"], "dynamodb": {"NewImage": {"sk": {"S": ["META"]}, "status": {"S": ["ready"]}}}}
-//	{"eventName": ["REMOVE"], "dynamodb": {"OldImage": {"sk": {"S": ["META"]}}}}
+// stream's at-least-once delivery needs. The event source mapping filters the
+// stream to what this handles (see package dynamoledger's stream.go).
 //
 // Expiry is handled here rather than by a scheduled sweep: TTL removal is
 // free, arrives on the stream the assembler already reads, and names the
-// exact upload, so no scan of the table or the bucket is ever needed. The
-// bucket's lifecycle rule on the staging prefix (and for incomplete
-// multipart uploads) is the backstop for anything this misses.
+// exact upload and generation, so no scan of the table or the bucket is ever
+// needed. Discarding one generation's chunks never touches another's (a new
+// generation of the same upload may have started meanwhile; its chunks live
+// elsewhere). The bucket's lifecycle rule on the staging prefix (and for
+// incomplete multipart uploads) is the backstop for anything this misses, and
+// the re-drive (package redrive) for any ready upload the stream gave up on.
 package streamassemble
 
 import (
@@ -30,7 +31,9 @@ import (
 	"log/slog"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -41,7 +44,15 @@ type Handler struct {
 	// own upload at once instead of waiting for the lease to run out.
 	Pipeline upload.Pipeline
 	Store    upload.ChunkStore
+	// Restorer puts back a removed record whose work is owed.
+	Restorer Restorer
 	Log      *slog.Logger
+}
+
+// Restorer is what the handler needs of the ledger for a removed record:
+// package dynamoledger's Ledger.
+type Restorer interface {
+	Restore(ctx context.Context, old map[string]types.AttributeValue) (bool, error)
 }
 
 // Handle is the Lambda handler.
@@ -59,42 +70,57 @@ func (h *Handler) Handle(ctx context.Context, ev events.DynamoDBEvent) (events.D
 }
 
 func (h *Handler) record(ctx context.Context, r events.DynamoDBEventRecord) error {
-	switch r.EventName {
-	case "INSERT", "MODIFY":
-		img := r.Change.NewImage
-		if str(img, "sk") != "META" || str(img, "status") != string(upload.StateReady) {
-			return nil // not for us (the filter should have kept it away)
-		}
-		key := str(img, "key")
-		if key == "" {
-			return errors.New("ready record without a key")
-		}
+	c, ok := dynamoledger.ReadChange(r)
+	if !ok {
+		return nil // not an upload record (the filter should have kept it away)
+	}
+	if c.Key == "" {
+		return errors.New("upload record without a key")
+	}
+	switch {
+	case !c.Removed && c.State == upload.StateReady:
 		p := h.Pipeline
 		p.Owner = "stream:" + r.EventID
-		return p.Run(ctx, key)
-	case "REMOVE":
-		img := r.Change.OldImage
-		if str(img, "sk") != "META" {
-			return nil
-		}
-		key := str(img, "key")
-		if key == "" {
-			return errors.New("removed record without a key")
-		}
-		// The same upload may have started again under a new record since;
-		// its chunks share the key, so they must stay.
-		if _, err := h.Pipeline.Ledger.Get(ctx, key); err == nil {
-			h.log().Info("expired record replaced by a newer one; chunks kept", "upload", key)
-			return nil
-		} else if !errors.Is(err, upload.ErrNotFound) {
-			return fmt.Errorf("check for a newer record: %w", err)
-		}
-		if err := h.Store.Discard(ctx, key); err != nil {
-			return fmt.Errorf("discard chunks: %w", err)
-		}
-		h.log().Info("expired upload discarded", "upload", key, "state", str(img, "status"))
+		return p.Run(ctx, c.Key)
+	case c.Removed:
+		return h.removed(ctx, c)
+	}
+	return nil // not for us
+}
+
+// removed handles a record that DynamoDB's TTL deleted.
+func (h *Handler) removed(ctx context.Context, c dynamoledger.Change) error {
+	log := h.log().With("upload", c.Key, "generation", c.Generation, "state", string(c.State))
+	if c.Generation == "" {
+		log.Warn("removed record names no generation; its chunks are left to the lifecycle rule")
 		return nil
 	}
+	if c.State == upload.StateReady || c.State == upload.StateAssembling {
+		// Every chunk of it was acknowledged and is stored: never discard
+		// it. Put it back for the assembler and the re-drive.
+		put, err := h.Restorer.Restore(ctx, c.Image)
+		if err != nil {
+			return fmt.Errorf("restore an owed upload: %w", err)
+		}
+		if put {
+			log.Warn("an upload that was still owed its assembly expired; put back as ready")
+			return nil
+		}
+	}
+	// A record of the same generation is this one put back (by an earlier
+	// delivery of this stream record): its chunks stay. Any other is a new
+	// generation, whose chunks live elsewhere.
+	rec, err := h.Pipeline.Ledger.Get(ctx, c.Key)
+	switch {
+	case err == nil && rec.Generation == c.Generation:
+		return nil
+	case err != nil && !errors.Is(err, upload.ErrNotFound):
+		return fmt.Errorf("read the upload's record: %w", err)
+	}
+	if err := h.Store.Discard(ctx, c.Key, c.Generation); err != nil {
+		return fmt.Errorf("discard chunks: %w", err)
+	}
+	log.Info("expired upload discarded")
 	return nil
 }
 
@@ -103,13 +129,4 @@ func (h *Handler) log() *slog.Logger {
 		return h.Log
 	}
 	return slog.Default()
-}
-
-// str reads a string attribute of a stream image, or "".
-func str(img map[string]events.DynamoDBAttributeValue, name string) string {
-	v, ok := img[name]
-	if !ok || v.DataType() != events.DataTypeString {
-		return ""
-	}
-	return v.String()
 }

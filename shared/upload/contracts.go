@@ -26,7 +26,9 @@ import (
 //	                                 \-> failed
 //
 // An upload is ready only once every chunk is durably stored and counted, and
-// it leaves ready exactly once, through a claim.
+// it leaves ready exactly once, through a claim. A failed upload, or one that
+// stopped receiving chunks for too long, is not live: the next chunk sent for
+// it starts a new generation of it (see Slot).
 type State string
 
 const (
@@ -89,8 +91,10 @@ type Result struct {
 type Record struct {
 	Info
 	// Generation is random, set when the record is created. It names the
-	// finished file together with Key, so that the same upload sent again after
-	// its record expired never overwrites the file of the first.
+	// place of the upload's chunks in the store and, together with Key, the
+	// finished file: the same upload started again after its record expired
+	// or failed is a new generation, and nothing done for one generation
+	// touches the chunks or the file of another.
 	Generation string    `json:"generation"`
 	State      State     `json:"state"`
 	Received   int       `json:"received"`
@@ -100,8 +104,12 @@ type Record struct {
 	// once complete, Owner is the one whose result was recorded.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitempty"`
-	Result     *Result   `json:"result,omitempty"`
-	Error      string    `json:"error,omitempty"`
+	// Attempts counts the claims of the upload: how many times an assembly
+	// of it was started. LastError is why the latest one failed for now.
+	Attempts  int     `json:"attempts,omitempty"`
+	LastError string  `json:"lastError,omitempty"`
+	Result    *Result `json:"result,omitempty"`
+	Error     string  `json:"error,omitempty"`
 	// Published is set once the completion event went out, so that a crash
 	// between recording the result and publishing it leads to a retry.
 	Published bool `json:"published,omitempty"`
@@ -120,6 +128,16 @@ var (
 	ErrLeaseLost = errors.New("assembly lease lost")
 )
 
+// StaleSlotError is Count's answer when the chunk was stored under a
+// generation that is no longer (or not yet) the record's: Current is where
+// it must be counted. Current may be New, when the record the chunk was
+// meant for is gone and none has replaced it yet.
+type StaleSlotError struct{ Current Slot }
+
+func (e *StaleSlotError) Error() string {
+	return "the upload's generation changed while the chunk was stored"
+}
+
 // PermanentError marks an assembly failure that retrying cannot mend (the
 // stored bytes do not add up to the declared size, say). The pipeline records
 // such an upload as failed instead of retrying it.
@@ -128,17 +146,29 @@ type PermanentError struct{ Reason string }
 func (e *PermanentError) Error() string { return e.Reason }
 
 // ChunkStore keeps the bytes of chunks until they are assembled.
+//
+// Chunks are kept per generation of an upload (gen, a Record's Generation or
+// a Slot's): the same chunk of two generations are two places, so that
+// removing one generation's chunks never touches another's, whoever does it
+// and whenever.
 type ChunkStore interface {
-	// PutChunk stores chunk n of the upload, reading r to its end. r yields
-	// exactly the chunk's size or fails; when r fails, PutChunk fails and the
-	// chunk must not be taken as stored. On a nil return the bytes are durable.
-	// A failed or repeated PutChunk may leave bytes that the ledger never
-	// counted; a later PutChunk of the same chunk replaces them, and Discard
-	// removes them.
-	PutChunk(ctx context.Context, info Info, n int, r io.Reader) error
+	// PutChunk stores chunk n of generation gen of the upload, reading r to
+	// its end. r yields exactly the chunk's size or fails; when r fails,
+	// PutChunk fails and the chunk must not be taken as stored. On a nil
+	// return the bytes are durable. A failed or repeated PutChunk may leave
+	// bytes that the ledger never counted; a later PutChunk of the same chunk
+	// replaces them, and Discard removes them.
+	PutChunk(ctx context.Context, info Info, gen string, n int, r io.Reader) error
 
-	// Discard removes whatever is staged for the upload. It is idempotent.
-	Discard(ctx context.Context, key string) error
+	// MoveChunk moves the stored chunk n from generation from to generation
+	// to (when the upload's generation changed between storing and counting
+	// the chunk). On a nil return the chunk is durable under to; a chunk
+	// missing under from is an error.
+	MoveChunk(ctx context.Context, info Info, n int, from, to string) error
+
+	// Discard removes whatever is staged for generation gen of the upload,
+	// and nothing of any other generation. It is idempotent.
+	Discard(ctx context.Context, key, gen string) error
 }
 
 // StagedLister is an optional ChunkStore capability: listing staged uploads
@@ -148,10 +178,11 @@ type StagedLister interface {
 	Staged(ctx context.Context) ([]Staged, error)
 }
 
-// Staged is one upload's staged data as a StagedLister sees it.
+// Staged is one generation's staged data as a StagedLister sees it.
 type Staged struct {
-	Key      string
-	Modified time.Time
+	Key        string
+	Generation string
+	Modified   time.Time
 }
 
 // Assembler turns the stored chunks of a counted upload into the finished file.
@@ -163,20 +194,53 @@ type Assembler interface {
 	Assemble(ctx context.Context, rec Record) (Result, error)
 }
 
+// Slot is what a Ledger's Lookup tells of chunk n of an upload: whether the
+// client needs to send it, and under which generation to store it.
+type Slot struct {
+	// State is the upload's, StateUnknown when it has no live record.
+	State State
+	// Counted: chunk n is stored and counted, and the record it is counted
+	// in stays live for a good while yet (see Ledger.Lookup).
+	Counted bool
+	// Generation is where chunk n's bytes go: the live record's generation,
+	// or, when New, a fresh one that Count creates the record with.
+	Generation string
+	// New: there is no live record. Either none at all, or one that is no
+	// longer live (failed, or receiving but past its expiry or its age
+	// limit): Replaces is then that record's generation, which Count replaces
+	// by Generation.
+	New      bool
+	Replaces string
+}
+
 // Ledger counts chunks and moves uploads through their states. Every method is
 // safe under retries, duplicates and concurrent callers, in one process or many.
 type Ledger interface {
-	// Lookup tells the upload's state and whether chunk n of it is counted.
-	// An unknown upload gives StateUnknown. It returns ErrConflict when the
-	// identifier belongs to another receiving upload in the namespace.
-	Lookup(ctx context.Context, info Info, n int) (state State, counted bool, err error)
+	// Lookup tells the upload's state, whether chunk n of it is counted, and
+	// where to store it. It returns ErrConflict when the identifier belongs
+	// to another receiving upload in the namespace.
+	//
+	// A record that is no longer live gives a New slot: the client must send
+	// every chunk again, and no chunk reads as counted. A counted chunk of a
+	// receiving upload is reported only once the record is sure to stay live
+	// for most of its idle expiry from now (Lookup refreshes it if needed),
+	// so a client that hears "counted" never finds the upload gone before it
+	// could send the rest.
+	Lookup(ctx context.Context, info Info, n int) (Slot, error)
 
-	// Count records chunk n as stored, creating the record on the first chunk.
-	// It must be called only after the chunk is durable. It reports ready=true
-	// to exactly one caller: the one whose count made the upload ready.
-	// Counting a counted chunk, or any chunk of an upload past receiving,
-	// changes nothing. It returns ErrConflict as Lookup does.
-	Count(ctx context.Context, info Info, n int) (ready bool, err error)
+	// Count records chunk n, stored under slot.Generation, as counted. It
+	// must be called only after the chunk is durable. For a New slot it
+	// creates the record with slot.Generation (replacing slot.Replaces, if
+	// that is still the record). It reports ready=true to exactly one
+	// caller: the one whose count made the upload ready. Counting a counted
+	// chunk, or any chunk of an upload past receiving, changes nothing. It
+	// returns ErrConflict as Lookup does.
+	//
+	// If the live record's generation is no longer slot.Generation (another
+	// request created the record first, or the record expired meanwhile),
+	// nothing is counted and the error is a *StaleSlotError naming the slot
+	// to count in instead: the caller moves the chunk there and counts again.
+	Count(ctx context.Context, info Info, n int, slot Slot) (ready bool, err error)
 
 	// Get returns the record, or ErrNotFound.
 	Get(ctx context.Context, key string) (Record, error)
@@ -196,6 +260,11 @@ type Ledger interface {
 
 	// Fail records that owner's assembly failed for good.
 	Fail(ctx context.Context, key, owner, reason string) error
+
+	// Postpone records that owner's assembly failed for now, with why, and
+	// keeps the claim only until until: then anyone may claim the upload
+	// again (owner at once). It returns ErrLeaseLost as Complete does.
+	Postpone(ctx context.Context, key, owner, reason string, until time.Time) error
 
 	// MarkPublished records that the completion event went out.
 	MarkPublished(ctx context.Context, key string) error

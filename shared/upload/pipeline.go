@@ -37,7 +37,18 @@ type Pipeline struct {
 	Now func() time.Time
 	// Metrics, if set, counts assemblies, their duration and failures.
 	Metrics PipelineMetrics
+	// MaxAttempts is how many assemblies of one upload may fail for now
+	// before it is recorded as failed for good (0 means DefaultMaxAttempts),
+	// so that an upload ends complete or failed in a bounded time whatever
+	// goes wrong.
+	MaxAttempts int
 }
+
+// DefaultMaxAttempts is Pipeline.MaxAttempts's default. On AWS the stream
+// makes the first 11 attempts within minutes (its MaximumRetryAttempts is
+// 10); the re-drive makes the rest, each after the wait of retryDelay, so the
+// last one starts about five hours after the first.
+const DefaultMaxAttempts = 16
 
 // Run does whatever the upload still needs. It returns nil when nothing is
 // left to do here (finished, failed for good, or in another assembler's
@@ -75,7 +86,10 @@ func (p *Pipeline) run(ctx context.Context, key string, log *slog.Logger) error 
 	started := p.now()
 	res, err := p.Assembler.Assemble(ctx, rec)
 	var perm *PermanentError
-	if errors.As(err, &perm) {
+	if err != nil && !errors.As(err, &perm) && rec.Attempts >= p.maxAttempts() {
+		perm = &PermanentError{Reason: fmt.Sprintf("assembly failed %d times; the last error: %v", rec.Attempts, err)}
+	}
+	if perm != nil {
 		log.Error("assembly failed for good", "reason", perm.Reason)
 		if p.Metrics != nil {
 			p.Metrics.AssemblyFailed("permanent")
@@ -86,6 +100,13 @@ func (p *Pipeline) run(ctx context.Context, key string, log *slog.Logger) error 
 		return nil
 	}
 	if err != nil {
+		// Keep the claim only a while, so that another attempt (the
+		// stream's retry, a worker's, or the re-drive) can come sooner than
+		// the whole lease, and note why for the status.
+		until := p.now().Add(retryDelay(rec.Attempts))
+		if perr := p.Ledger.Postpone(context.WithoutCancel(ctx), key, p.Owner, err.Error(), until); perr != nil && !errors.Is(perr, ErrLeaseLost) {
+			log.Warn("could not record the failed attempt", "err", perr)
+		}
 		return fmt.Errorf("assemble: %w", err)
 	}
 	if err := p.Ledger.Complete(ctx, key, p.Owner, res); err != nil {
@@ -139,6 +160,20 @@ func EventFor(rec Record, now time.Time) Event {
 		ev.Location, ev.Bucket, ev.Object, ev.Size, ev.ETag = r.Location, r.Bucket, r.Object, r.Size, r.ETag
 	}
 	return ev
+}
+
+func (p *Pipeline) maxAttempts() int {
+	if p.MaxAttempts > 0 {
+		return p.MaxAttempts
+	}
+	return DefaultMaxAttempts
+}
+
+// retryDelay is how long an upload whose attempt-th assembly failed waits
+// before anyone but its owner may try again: doubling from a minute, at most
+// an hour.
+func retryDelay(attempt int) time.Duration {
+	return min(time.Minute<<min(max(attempt-1, 0), 6), time.Hour)
 }
 
 func (p *Pipeline) now() time.Time {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/shared/boltledger"
 	"github.com/flowgate/flowgate/shared/upload"
 )
@@ -83,7 +84,7 @@ type pipeEnv struct {
 // newPipeEnv makes a ledger holding one ready upload and a pipeline for it.
 func newPipeEnv(t *testing.T) *pipeEnv {
 	t.Helper()
-	l, err := boltledger.Open(filepath.Join(t.TempDir(), "ledger.db"))
+	l, err := boltledger.Open(filepath.Join(t.TempDir(), "ledger.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func (e *pipeEnv) pipeline(owner string) *upload.Pipeline {
 func svcReadyUp(t *testing.T, l *boltledger.Ledger, in upload.Info) {
 	t.Helper()
 	for n := 1; n <= in.TotalChunks; n++ {
-		if _, err := l.Count(context.Background(), in, n); err != nil {
+		if _, err := ledgertest.Count(context.Background(), l, in, n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -339,7 +340,7 @@ func TestPipelineUnknownUpload(t *testing.T) {
 	}
 	// A receiving upload is not assembled.
 	in := svcInfo("pipe-receiving", 20, 10)
-	if _, err := e.ledger.Count(context.Background(), in, 1); err != nil {
+	if _, err := ledgertest.Count(context.Background(), e.ledger, in, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.p.Run(context.Background(), in.Key); err != nil {

@@ -44,11 +44,11 @@ func (s *Service) Test(ctx context.Context, info Info, n int) (bool, error) {
 	if err := checkChunk(info, n); err != nil {
 		return false, err
 	}
-	state, counted, err := s.Ledger.Lookup(ctx, info, n)
+	slot, err := s.Ledger.Lookup(ctx, info, n)
 	if err != nil {
 		return false, ledgerErr(err)
 	}
-	return counted || state.PastReceiving(), nil
+	return slot.Counted || slot.State.PastReceiving(), nil
 }
 
 // Put takes chunk n of an upload: it stores the bytes, checks the request,
@@ -63,59 +63,61 @@ func (s *Service) Put(ctx context.Context, info Info, n int, body Body) (ready b
 	if err := checkChunk(info, n); err != nil {
 		return false, err
 	}
-	ready, fresh, err := s.put(ctx, info, n, body)
-	var ie *InputError
-	if fresh && errors.As(err, &ie) {
-		// The request was refused, and it was the first the upload saw: take
-		// away whatever bytes it left, so a refused request stores nothing.
-		// DiscardOrphan waits for other writers of the upload and keeps the
-		// staging data if one of them has counted a chunk meanwhile.
-		if _, derr := s.DiscardOrphan(context.WithoutCancel(ctx), info.Key); derr != nil {
-			logctx.From(ctx, nil).WarnContext(ctx, "could not discard the bytes of a refused first chunk; the sweeper will", "err", derr)
+	ready, slot, err := s.put(ctx, info, n, body)
+	if err != nil && slot.New {
+		// The request failed, and it was for a generation that has no
+		// record yet: take away whatever bytes it left, so that a refused
+		// request stores nothing and a failed one leaves no garbage. The
+		// generation is this process's own (see newSlot), so no other
+		// instance has stored anything under it; DiscardOrphan waits for
+		// this process's other writers of the upload and keeps the chunks
+		// if one of them has created the record meanwhile.
+		if _, derr := s.DiscardOrphan(context.WithoutCancel(ctx), info.Key, slot.Generation); derr != nil {
+			logctx.From(ctx, nil).WarnContext(ctx, "could not discard the bytes of a failed first chunk; the sweeper or lifecycle rule will", "err", derr)
 		}
 	}
 	return ready, err
 }
 
-// put does Put's work under the chunk's lock. fresh reports that the ledger
-// had no record of the upload when the chunk arrived.
-func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready, fresh bool, err error) {
+// put does Put's work under the chunk's lock, and returns the slot the
+// chunk was stored in.
+func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready bool, slot Slot, err error) {
 	unlock := s.locks.chunk(info.Key, n)
 	defer unlock()
 
 	_, size := info.ChunkBounds(n)
 	exact := &exactReader{r: body.Reader, left: size}
 
-	state, counted, err := s.Ledger.Lookup(ctx, info, n)
+	slot, err = s.Ledger.Lookup(ctx, info, n)
 	if err != nil {
-		return false, false, ledgerErr(err)
+		return false, Slot{}, ledgerErr(err)
 	}
-	fresh = state == StateUnknown
-	if counted || state.PastReceiving() {
+	if slot.Counted || slot.State.PastReceiving() {
 		if _, err := io.Copy(io.Discard, exact); err != nil {
-			return false, false, bodyErr(err)
+			return false, Slot{}, bodyErr(err)
 		}
-		return false, false, finish(body)
+		return false, Slot{}, finish(body)
 	}
+	slot = s.locks.newSlot(info.Key, slot)
 
-	if err := s.Store.PutChunk(ctx, info, n, exact); err != nil {
+	if err := s.Store.PutChunk(ctx, info, slot.Generation, n, exact); err != nil {
 		if exact.err != nil {
-			return false, fresh, bodyErr(exact.err)
+			return false, slot, bodyErr(exact.err)
 		}
-		return false, fresh, fmt.Errorf("%w: store chunk: %w", ErrUnavailable, err)
+		return false, slot, fmt.Errorf("%w: store chunk: %w", ErrUnavailable, err)
 	}
 	// A store may stop reading at the declared size without seeing the end
 	// of the body (an HTTP client sending a known length does); make sure
 	// nothing more was sent.
 	if err := exact.end(); err != nil {
-		return false, fresh, bodyErr(err)
+		return false, slot, bodyErr(err)
 	}
 	if err := finish(body); err != nil {
-		return false, fresh, err
+		return false, slot, err
 	}
-	ready, err = s.Ledger.Count(ctx, info, n)
+	ready, err = s.count(ctx, info, n, slot)
 	if err != nil {
-		return false, fresh, ledgerErr(err)
+		return false, slot, err
 	}
 	log := logctx.From(ctx, nil)
 	log.DebugContext(ctx, "chunk counted", "chunk", n, "bytes", size)
@@ -125,7 +127,55 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready, 
 			s.OnReady(info.Key)
 		}
 	}
-	return ready, fresh, nil
+	return ready, slot, nil
+}
+
+// count counts chunk n, stored under slot, following the upload to its
+// current generation if it changed meanwhile (the chunk is moved there).
+func (s *Service) count(ctx context.Context, info Info, n int, slot Slot) (bool, error) {
+	stored := slot
+	for range 4 {
+		ready, err := s.Ledger.Count(ctx, info, n, slot)
+		var stale *StaleSlotError
+		if !errors.As(err, &stale) {
+			if err != nil {
+				return false, ledgerErr(err)
+			}
+			if slot.New {
+				s.locks.created(info.Key, slot.Generation)
+			}
+			if slot.Replaces != "" {
+				// This generation replaced a dead one: its chunks are
+				// garbage now (anyone storing more of them will find the
+				// generation stale and move their chunk first).
+				s.discard(ctx, info.Key, slot.Replaces, "replaced")
+			}
+			return ready, nil
+		}
+		next := stale.Current
+		if next.Counted || next.State.PastReceiving() {
+			// Counted in the current generation by another request
+			// meanwhile: ours is a spare copy.
+			if stored.New {
+				s.discard(ctx, info.Key, stored.Generation, "spare")
+			}
+			return false, nil
+		}
+		next = s.locks.newSlot(info.Key, next)
+		if err := s.Store.MoveChunk(ctx, info, n, slot.Generation, next.Generation); err != nil {
+			return false, fmt.Errorf("%w: move chunk to the upload's current generation: %w", ErrUnavailable, err)
+		}
+		slot = next
+	}
+	return false, fmt.Errorf("%w: the upload's generation keeps changing", ErrUnavailable)
+}
+
+// discard removes a generation's staged bytes that nothing will count any
+// more. It is tidying, not correctness: what it misses, expiry removes.
+func (s *Service) discard(ctx context.Context, key, gen, why string) {
+	if err := s.Store.Discard(context.WithoutCancel(ctx), key, gen); err != nil {
+		logctx.From(ctx, nil).WarnContext(ctx, "could not discard the chunks of a "+why+" generation", "generation", gen, "err", err)
+	}
 }
 
 // checkChunk guards the Service's own callers (the HTTP layer checks this
@@ -160,6 +210,9 @@ func (s *Service) Status(ctx context.Context, key string) (Status, error) {
 	}
 	st := Status{State: rec.State, Received: rec.Received, Total: rec.TotalChunks}
 	switch rec.State {
+	case StateAssembling:
+		// An assembly failed for now and will be tried again.
+		st.Error = rec.LastError
 	case StateComplete:
 		if rec.Result != nil {
 			size := rec.Result.Size
@@ -186,22 +239,27 @@ func (s *Service) Expire(ctx context.Context, rec Record, before time.Time) (boo
 		return false, err
 	}
 	if rec.State != StateComplete {
-		if err := s.Store.Discard(ctx, rec.Key); err != nil {
+		if err := s.Store.Discard(ctx, rec.Key, rec.Generation); err != nil {
 			return true, err
 		}
 	}
 	return true, nil
 }
 
-// DiscardOrphan removes staged data that no ledger record points to, such as
-// the bytes of a first chunk whose request was refused.
-func (s *Service) DiscardOrphan(ctx context.Context, key string) (bool, error) {
+// DiscardOrphan removes the staged data of generation gen of an upload when
+// no ledger record has that generation, such as the bytes of a first chunk
+// whose request was refused.
+func (s *Service) DiscardOrphan(ctx context.Context, key, gen string) (bool, error) {
 	unlock := s.locks.upload(key)
 	defer unlock()
-	if _, err := s.Ledger.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+	rec, err := s.Ledger.Get(ctx, key)
+	switch {
+	case err == nil && rec.Generation == gen:
+		return false, nil
+	case err != nil && !errors.Is(err, ErrNotFound):
 		return false, err
 	}
-	return true, s.Store.Discard(ctx, key)
+	return true, s.Store.Discard(ctx, key, gen)
 }
 
 // ErrUnavailable marks a failure of storage or the ledger: not the client's
@@ -338,6 +396,10 @@ type uploadLock struct {
 	refs   int
 	rw     sync.RWMutex
 	chunks map[int]*chunkLock
+	// newGen is the generation the requests of this process store a new
+	// generation's chunks under while it has no record, and newFor the dead
+	// generation it replaces (see newSlot).
+	newGen, newFor string
 }
 
 type chunkLock struct {
@@ -401,5 +463,43 @@ func (k *keyedLocks) upload(key string) func() {
 		k.mu.Lock()
 		k.release(key, u)
 		k.mu.Unlock()
+	}
+}
+
+// newSlot makes the requests of this process that find no live record for
+// an upload agree on the new generation to store its chunks under: the first
+// one's. Without it, concurrent first chunks would each store under a
+// generation of their own, and all but the one whose count creates the
+// record would have to move their chunk. The choice is shared only within
+// the process, whose locks order a refused request's clean-up (which removes
+// the new generation's bytes, see Put) after the other writers of the
+// upload; another process never stores under it.
+//
+// The caller holds a chunk lock of the upload, which keeps the entry alive.
+func (k *keyedLocks) newSlot(key string, slot Slot) Slot {
+	if !slot.New {
+		return slot
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	u := k.uploads[key]
+	if u == nil {
+		return slot
+	}
+	if u.newGen == "" || u.newFor != slot.Replaces {
+		u.newGen, u.newFor = slot.Generation, slot.Replaces
+	}
+	slot.Generation = u.newGen
+	return slot
+}
+
+// created forgets the shared new generation once a record has it: from then
+// on Lookup reports it, and a later New slot (the record gone again) must
+// get a generation of its own.
+func (k *keyedLocks) created(key, gen string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if u := k.uploads[key]; u != nil && u.newGen == gen {
+		u.newGen, u.newFor = "", ""
 	}
 }

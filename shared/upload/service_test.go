@@ -39,9 +39,9 @@ type svcCountingStore struct {
 	n *atomic.Int32
 }
 
-func (c svcCountingStore) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
+func (c svcCountingStore) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
 	c.n.Add(1)
-	return c.Store.PutChunk(ctx, info, n, r)
+	return c.Store.PutChunk(ctx, info, gen, n, r)
 }
 
 func newSvcEnv(t *testing.T) *svcEnv {
@@ -51,7 +51,7 @@ func newSvcEnv(t *testing.T) *svcEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := boltledger.Open(filepath.Join(root, "ledger.db"))
+	l, err := boltledger.Open(filepath.Join(root, "ledger.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,17 +93,33 @@ func svcChunkOf(in upload.Info, data []byte, n int) []byte {
 
 func svcBody(b []byte) upload.Body { return upload.Body{Reader: bytes.NewReader(b)} }
 
+// generation is the upload's record's generation.
+func (e *svcEnv) generation(t *testing.T, key string) string {
+	t.Helper()
+	rec, err := e.ledger.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	return rec.Generation
+}
+
 func (e *svcEnv) counted(t *testing.T, in upload.Info, n int) bool {
 	t.Helper()
-	_, c, err := e.ledger.Lookup(context.Background(), in, n)
+	slot, err := e.ledger.Lookup(context.Background(), in, n)
 	if err != nil {
 		t.Fatalf("Lookup: %v", err)
 	}
-	return c
+	return slot.Counted
 }
 
+// stagingPath is the staging file of the upload's generation, or a path
+// that does not exist when nothing is staged for it.
 func (e *svcEnv) stagingPath(key string) string {
-	return filepath.Join(e.root, "staging", key+".part")
+	paths, _ := filepath.Glob(filepath.Join(e.root, "staging", key+"-*.part"))
+	if len(paths) == 0 {
+		return filepath.Join(e.root, "staging", key+"-none.part")
+	}
+	return paths[0]
 }
 
 // assemble claims and assembles a ready upload and returns the file's bytes.
@@ -429,13 +445,13 @@ func TestConflictAndTest(t *testing.T) {
 // svcFailingLedger and svcFailingStore break one call.
 type svcFailingLedger struct{ upload.Ledger }
 
-func (svcFailingLedger) Lookup(context.Context, upload.Info, int) (upload.State, bool, error) {
-	return "", false, errors.New("disk on fire")
+func (svcFailingLedger) Lookup(context.Context, upload.Info, int) (upload.Slot, error) {
+	return upload.Slot{}, errors.New("disk on fire")
 }
 
 type svcFailingStore struct{ upload.ChunkStore }
 
-func (svcFailingStore) PutChunk(context.Context, upload.Info, int, io.Reader) error {
+func (svcFailingStore) PutChunk(context.Context, upload.Info, string, int, io.Reader) error {
 	return errors.New("disk full")
 }
 
@@ -596,7 +612,7 @@ func TestDiscardOrphan(t *testing.T) {
 	if _, err := e.svc.Put(ctx, live, 1, svcBody(make([]byte, 10))); err != nil {
 		t.Fatal(err)
 	}
-	gone, err := e.svc.DiscardOrphan(ctx, live.Key)
+	gone, err := e.svc.DiscardOrphan(ctx, live.Key, e.generation(t, live.Key))
 	if err != nil || gone {
 		t.Fatalf("DiscardOrphan of a live upload = %v, %v", gone, err)
 	}
@@ -610,17 +626,29 @@ func TestDiscardOrphan(t *testing.T) {
 	// Bytes staged without a count (a process that stopped between storing a
 	// first chunk and counting it) are an orphan.
 	orphan := svcInfo("orphan", 20, 10)
-	if err := e.store.PutChunk(ctx, orphan, 1, bytes.NewReader(make([]byte, 10))); err != nil {
+	const gen = "0123456789abcdef"
+	if err := e.store.PutChunk(ctx, orphan, gen, 1, bytes.NewReader(make([]byte, 10))); err != nil {
 		t.Fatal(err)
 	}
-	gone, err = e.svc.DiscardOrphan(ctx, orphan.Key)
+	gone, err = e.svc.DiscardOrphan(ctx, orphan.Key, gen)
 	if err != nil || !gone {
 		t.Fatalf("DiscardOrphan of an orphan = %v, %v", gone, err)
 	}
 	if _, err := os.Stat(e.stagingPath(orphan.Key)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("orphan staging file still there: %v", err)
 	}
-	if _, err := e.svc.DiscardOrphan(ctx, strings.Repeat("0", 32)); err != nil {
+	// Nor is an older generation of a live upload's chunks kept: only the
+	// record's own generation is.
+	if err := e.store.PutChunk(ctx, live, gen, 2, bytes.NewReader(make([]byte, 10))); err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := e.svc.DiscardOrphan(ctx, live.Key, gen); err != nil || !gone {
+		t.Fatalf("DiscardOrphan of a live upload's other generation = %v, %v", gone, err)
+	}
+	if !e.counted(t, live, 1) {
+		t.Fatal("live upload lost its count")
+	}
+	if _, err := e.svc.DiscardOrphan(ctx, strings.Repeat("0", 32), gen); err != nil {
 		t.Fatalf("DiscardOrphan of nothing: %v", err)
 	}
 }

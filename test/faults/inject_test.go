@@ -159,12 +159,16 @@ var (
 	_ upload.StagedLister = (*faultStore)(nil)
 )
 
-func (f *faultStore) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
-	return f.in.call(ctx, f.dead, "store.PutChunk", func() error { return f.s.PutChunk(ctx, info, n, r) })
+func (f *faultStore) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
+	return f.in.call(ctx, f.dead, "store.PutChunk", func() error { return f.s.PutChunk(ctx, info, gen, n, r) })
 }
 
-func (f *faultStore) Discard(ctx context.Context, key string) error {
-	return f.in.call(ctx, f.dead, "store.Discard", func() error { return f.s.Discard(ctx, key) })
+func (f *faultStore) MoveChunk(ctx context.Context, info upload.Info, n int, from, to string) error {
+	return f.in.call(ctx, f.dead, "store.MoveChunk", func() error { return f.s.MoveChunk(ctx, info, n, from, to) })
+}
+
+func (f *faultStore) Discard(ctx context.Context, key, gen string) error {
+	return f.in.call(ctx, f.dead, "store.Discard", func() error { return f.s.Discard(ctx, key, gen) })
 }
 
 func (f *faultStore) Staged(ctx context.Context) (out []upload.Staged, err error) {
@@ -177,7 +181,7 @@ func (f *faultStore) Staged(ctx context.Context) (out []upload.Staged, err error
 
 func (f *faultStore) Assemble(ctx context.Context, rec upload.Record) (res upload.Result, err error) {
 	err = f.in.call(ctx, f.dead, "store.Assemble", func() error {
-		_, staged := os.Stat(filepath.Join(f.root, "staging", rec.Key+".part"))
+		_, staged := os.Stat(filepath.Join(f.root, "staging", rec.Key+"-"+rec.Generation+".part"))
 		res, err = f.s.Assemble(ctx, rec)
 		if err == nil && staged == nil {
 			f.tl.add(f.tl.renames, rec.Key)
@@ -200,17 +204,17 @@ var (
 	_ upload.Scanner = (*faultLedger)(nil)
 )
 
-func (f *faultLedger) Lookup(ctx context.Context, info upload.Info, n int) (st upload.State, counted bool, err error) {
+func (f *faultLedger) Lookup(ctx context.Context, info upload.Info, n int) (slot upload.Slot, err error) {
 	err = f.in.call(ctx, f.dead, "ledger.Lookup", func() error {
-		st, counted, err = f.l.Lookup(ctx, info, n)
+		slot, err = f.l.Lookup(ctx, info, n)
 		return err
 	})
-	return st, counted, err
+	return slot, err
 }
 
-func (f *faultLedger) Count(ctx context.Context, info upload.Info, n int) (ready bool, err error) {
+func (f *faultLedger) Count(ctx context.Context, info upload.Info, n int, slot upload.Slot) (ready bool, err error) {
 	err = f.in.call(ctx, f.dead, "ledger.Count", func() error {
-		ready, err = f.l.Count(ctx, info, n)
+		ready, err = f.l.Count(ctx, info, n, slot)
 		if err == nil && ready {
 			f.tl.add(f.tl.readies, info.Key)
 		}
@@ -248,6 +252,10 @@ func (f *faultLedger) Complete(ctx context.Context, key, owner string, res uploa
 
 func (f *faultLedger) Fail(ctx context.Context, key, owner, reason string) error {
 	return f.in.call(ctx, f.dead, "ledger.Fail", func() error { return f.l.Fail(ctx, key, owner, reason) })
+}
+
+func (f *faultLedger) Postpone(ctx context.Context, key, owner, reason string, until time.Time) error {
+	return f.in.call(ctx, f.dead, "ledger.Postpone", func() error { return f.l.Postpone(ctx, key, owner, reason, until) })
 }
 
 func (f *faultLedger) MarkPublished(ctx context.Context, key string) error {

@@ -213,7 +213,7 @@ func (h *harness) start() *process {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if p.bolt, err = boltledger.Open(filepath.Join(h.root, "ledger.db")); err != nil {
+	if p.bolt, err = boltledger.Open(filepath.Join(h.root, "ledger.db"), 0); err != nil {
 		h.t.Fatal(err)
 	}
 	p.store = &faultStore{s: ds, root: h.root, in: h.in, dead: &p.dead, tl: h.tl}
@@ -465,7 +465,7 @@ func sweepOnce(ctx context.Context, svc *upload.Service, l upload.Scanner, s upl
 	}
 	for _, st := range staged {
 		if st.Modified.Before(before) {
-			if _, err := svc.DiscardOrphan(ctx, st.Key); err != nil {
+			if _, err := svc.DiscardOrphan(ctx, st.Key, st.Generation); err != nil {
 				errs = append(errs, err)
 			}
 		}

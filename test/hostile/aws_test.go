@@ -163,7 +163,7 @@ func TestHostileAWS(t *testing.T) {
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	a.poller = &streamassemble.Poller{
-		Handler: &streamassemble.Handler{Pipeline: *d.Pipeline(""), Store: d.Store, Log: log},
+		Handler: d.StreamHandler(),
 		Ledger:  d.Ledger,
 	}
 	runBattery(t, a, env{abs: a.parent + "/pwned"})

@@ -136,9 +136,9 @@ func FuzzUploadEvent(f *testing.F) {
 				t.Fatalf("200 %q, but no such chunk is counted", resp.Body)
 			}
 		}
-		for _, key := range store.stagedKeys() {
-			if _, err := ledger.Get(ctx, key); err != nil {
-				t.Fatalf("upload %s has staged bytes but no record: a refused request stored something", key)
+		for _, p := range store.stagedPlaces() {
+			if rec, err := ledger.Get(ctx, p[0]); err != nil || rec.Generation != p[1] {
+				t.Fatalf("upload %s has staged bytes in generation %s but no record of it: a refused request stored something", p[0], p[1])
 			}
 		}
 		if store.bytes > 256<<20 {
@@ -171,10 +171,14 @@ func streamFixture(t *testing.T) (*memLedger, *memStore, *memPublisher, *streama
 	ledger, store, pub := newMemLedger(), newMemStore(), &memPublisher{}
 	put := func(info upload.Info, n int) {
 		_, size := info.ChunkBounds(n)
-		if err := store.PutChunk(ctx, info, n, strings.NewReader(strings.Repeat("x", int(size)))); err != nil {
+		slot, err := ledger.Lookup(ctx, info, n)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ledger.Count(ctx, info, n); err != nil {
+		if err := store.PutChunk(ctx, info, slot.Generation, n, strings.NewReader(strings.Repeat("x", int(size)))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ledger.Count(ctx, info, n, slot); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -188,7 +192,7 @@ func streamFixture(t *testing.T) (*memLedger, *memStore, *memPublisher, *streama
 	log := slog.New(slog.DiscardHandler)
 	h := &streamassemble.Handler{
 		Pipeline: upload.Pipeline{Ledger: ledger, Assembler: store, Publisher: pub, Lease: time.Minute, Log: log},
-		Store:    store, Log: log,
+		Store:    store, Restorer: ledger, Log: log,
 	}
 	p := h.Pipeline
 	p.Owner = "setup"
@@ -203,8 +207,8 @@ func streamFixture(t *testing.T) (*memLedger, *memStore, *memPublisher, *streama
 // the assembler function's handler. Whatever the records say, it must not
 // panic or fail the invocation (failures are reported per record, for
 // Lambda to retry them), and it must never assemble an upload that is not
-// ready, assemble one twice, discard the chunks of an upload that still
-// has a record, or announce a file that is not complete.
+// ready, assemble one twice, discard the chunks of the generation of an
+// upload that still has a record, or announce a file that is not complete.
 func FuzzStreamEvent(f *testing.F) {
 	addSampleEvents(f, "assemble-")
 	f.Add([]byte(`{"Records":[{"eventID":"1","eventName":"MODIFY","dynamodb":{"SequenceNumber":"1","NewImage":{"sk":{"S":"META"},"status":{"S":"ready"},"key":{"S":"` + readyInfo.Key + `"}}}}]}`))
@@ -245,12 +249,16 @@ func FuzzStreamEvent(f *testing.F) {
 				t.Fatalf("assembled, but the record is %s", rec.State)
 			}
 		}
-		for _, key := range store.discarded {
-			if _, err := ledger.Get(ctx, key); err == nil {
-				t.Fatalf("the chunks of %s were discarded although its record exists", key)
+		for _, d := range store.discarded {
+			if rec, err := ledger.Get(ctx, d[0]); err == nil && rec.Generation == d[1] {
+				t.Fatalf("the chunks of %s were discarded although its record (of that generation) exists", d[0])
 			}
 		}
-		if _, ok := store.staged[receivingInfo.Key]; !ok {
+		rec, err := ledger.Get(ctx, receivingInfo.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := store.staged[place(receivingInfo.Key, rec.Generation)]; !ok {
 			t.Fatalf("the receiving upload lost its chunks")
 		}
 		for _, e := range pub.events {

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/flowgate/flowgate/shared/upload"
 )
@@ -43,32 +46,49 @@ func (l *memLedger) conflict(info upload.Info) error {
 	return nil
 }
 
-func (l *memLedger) Lookup(ctx context.Context, info upload.Info, n int) (upload.State, bool, error) {
+func (l *memLedger) newGen() string {
+	l.gen++
+	return fmt.Sprintf("%016x", l.gen)
+}
+
+func (l *memLedger) Lookup(ctx context.Context, info upload.Info, n int) (upload.Slot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.conflict(info); err != nil {
-		return "", false, err
+		return upload.Slot{}, err
 	}
-	r := l.recs[info.Key]
-	if r == nil {
-		return upload.StateUnknown, false, nil
-	}
-	return r.State, l.chunks[info.Key][n], nil
+	return l.slot(info.Key, n), nil
 }
 
-func (l *memLedger) Count(ctx context.Context, info upload.Info, n int) (bool, error) {
+// slot is where chunk n stands: a new generation where there is no record
+// or a failed one, else the record's.
+func (l *memLedger) slot(key string, n int) upload.Slot {
+	r := l.recs[key]
+	switch {
+	case r == nil:
+		return upload.Slot{State: upload.StateUnknown, New: true, Generation: l.newGen()}
+	case r.State == upload.StateFailed:
+		return upload.Slot{State: upload.StateUnknown, New: true, Generation: l.newGen(), Replaces: r.Generation}
+	}
+	return upload.Slot{State: r.State, Generation: r.Generation, Counted: r.State.PastReceiving() || l.chunks[key][n]}
+}
+
+func (l *memLedger) Count(ctx context.Context, info upload.Info, n int, slot upload.Slot) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.conflict(info); err != nil {
 		return false, err
 	}
 	r := l.recs[info.Key]
-	if r == nil {
-		l.gen++
+	switch {
+	case r != nil && r.Generation == slot.Generation:
+	case slot.New && (r == nil || r.State == upload.StateFailed && r.Generation == slot.Replaces):
 		now := time.Now()
-		r = &upload.Record{Info: info, Generation: fmt.Sprintf("%016x", l.gen), State: upload.StateReceiving, CreatedAt: now, UpdatedAt: now}
+		r = &upload.Record{Info: info, Generation: slot.Generation, State: upload.StateReceiving, CreatedAt: now, UpdatedAt: now}
 		l.recs[info.Key] = r
 		l.chunks[info.Key] = map[int]bool{}
+	default:
+		return false, &upload.StaleSlotError{Current: l.slot(info.Key, n)}
 	}
 	if r.State != upload.StateReceiving || l.chunks[info.Key][n] {
 		return false, nil
@@ -104,6 +124,7 @@ func (l *memLedger) Claim(ctx context.Context, key, owner string, lease time.Dur
 	now := time.Now()
 	if r.State == upload.StateReady || r.State == upload.StateAssembling && (r.Owner == owner || now.After(r.LeaseUntil)) {
 		r.State, r.Owner, r.LeaseUntil = upload.StateAssembling, owner, now.Add(lease)
+		r.Attempts++
 		return *r, nil
 	}
 	return *r, upload.ErrNotClaimable
@@ -137,6 +158,42 @@ func (l *memLedger) Fail(ctx context.Context, key, owner, reason string) error {
 	}
 	r.State, r.Error, r.Owner, r.LeaseUntil = upload.StateFailed, reason, "", time.Time{}
 	return nil
+}
+
+func (l *memLedger) Postpone(ctx context.Context, key, owner, reason string, until time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.recs[key]
+	switch {
+	case r == nil:
+		return upload.ErrNotFound
+	case r.State != upload.StateAssembling || r.Owner != owner:
+		return upload.ErrLeaseLost
+	}
+	r.LastError, r.LeaseUntil = reason, until
+	return nil
+}
+
+// Restore puts back a removed record as ready, as the DynamoDB ledger does,
+// unless the key has a record.
+func (l *memLedger) Restore(ctx context.Context, old map[string]types.AttributeValue) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	str := func(k string) string {
+		v, _ := old[k].(*types.AttributeValueMemberS)
+		if v == nil {
+			return ""
+		}
+		return v.Value
+	}
+	key := str("key")
+	if l.recs[key] != nil {
+		return false, nil
+	}
+	now := time.Now()
+	l.recs[key] = &upload.Record{Info: upload.Info{Key: key}, Generation: str("gen"), State: upload.StateReady, CreatedAt: now, UpdatedAt: now}
+	l.chunks[key] = map[int]bool{}
+	return true, nil
 }
 
 func (l *memLedger) MarkPublished(ctx context.Context, key string) error {
@@ -197,13 +254,14 @@ func (l *memLedger) counted(n int) bool {
 	return false
 }
 
-// memStore is an in-memory upload.ChunkStore and upload.Assembler.
+// memStore is an in-memory upload.ChunkStore and upload.Assembler. Chunks
+// are kept per generation, under "<key>/<generation>".
 type memStore struct {
 	mu        sync.Mutex
 	staged    map[string]map[int][]byte
 	final     map[string][]byte
 	assembled map[string]int
-	discarded []string
+	discarded [][2]string // key, generation
 	bytes     int
 }
 
@@ -217,7 +275,9 @@ func (s *memStore) reset() {
 	s.staged, s.final, s.assembled, s.discarded, s.bytes = map[string]map[int][]byte{}, map[string][]byte{}, map[string]int{}, nil, 0
 }
 
-func (s *memStore) PutChunk(ctx context.Context, info upload.Info, n int, r io.Reader) error {
+func place(key, gen string) string { return key + "/" + gen }
+
+func (s *memStore) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -227,32 +287,50 @@ func (s *memStore) PutChunk(ctx context.Context, info upload.Info, n int, r io.R
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.staged[info.Key] == nil {
-		s.staged[info.Key] = map[int][]byte{}
+	p := place(info.Key, gen)
+	if s.staged[p] == nil {
+		s.staged[p] = map[int][]byte{}
 	}
-	s.staged[info.Key][n] = b
+	s.staged[p][n] = b
 	s.bytes += len(b)
 	return nil
 }
 
-func (s *memStore) Discard(ctx context.Context, key string) error {
+func (s *memStore) MoveChunk(ctx context.Context, info upload.Info, n int, from, to string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.staged, key)
-	s.discarded = append(s.discarded, key)
+	b, ok := s.staged[place(info.Key, from)][n]
+	if !ok {
+		return fmt.Errorf("memstore: chunk %d is not staged under %s", n, from)
+	}
+	p := place(info.Key, to)
+	if s.staged[p] == nil {
+		s.staged[p] = map[int][]byte{}
+	}
+	s.staged[p][n] = b
+	delete(s.staged[place(info.Key, from)], n)
+	return nil
+}
+
+func (s *memStore) Discard(ctx context.Context, key, gen string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.staged, place(key, gen))
+	s.discarded = append(s.discarded, [2]string{key, gen})
 	return nil
 }
 
 func (s *memStore) Assemble(ctx context.Context, rec upload.Record) (upload.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	p := place(rec.Key, rec.Generation)
 	loc := "mem://" + rec.Key + "-" + rec.Generation
-	if b, ok := s.final[rec.Key]; ok && int64(len(b)) == rec.TotalSize {
+	if b, ok := s.final[p]; ok && int64(len(b)) == rec.TotalSize {
 		return upload.Result{Location: loc, Size: rec.TotalSize}, nil
 	}
 	var buf bytes.Buffer
 	for n := 1; n <= rec.TotalChunks; n++ {
-		c, ok := s.staged[rec.Key][n]
+		c, ok := s.staged[p][n]
 		if !ok {
 			return upload.Result{}, &upload.PermanentError{Reason: fmt.Sprintf("chunk %d missing", n)}
 		}
@@ -261,19 +339,20 @@ func (s *memStore) Assemble(ctx context.Context, rec upload.Record) (upload.Resu
 	if int64(buf.Len()) != rec.TotalSize {
 		return upload.Result{}, &upload.PermanentError{Reason: "size differs"}
 	}
-	s.final[rec.Key] = buf.Bytes()
+	s.final[p] = buf.Bytes()
 	s.assembled[rec.Key]++
-	delete(s.staged, rec.Key)
+	delete(s.staged, p)
 	return upload.Result{Location: loc, Size: rec.TotalSize}, nil
 }
 
-// stagedKeys lists the uploads with staged bytes.
-func (s *memStore) stagedKeys() []string {
+// stagedPlaces lists the (upload key, generation) pairs with staged bytes.
+func (s *memStore) stagedPlaces() [][2]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
-	for k := range s.staged {
-		out = append(out, k)
+	var out [][2]string
+	for p := range s.staged {
+		key, gen, _ := strings.Cut(p, "/")
+		out = append(out, [2]string{key, gen})
 	}
 	return out
 }

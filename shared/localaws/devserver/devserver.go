@@ -81,7 +81,7 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer, log *sl
 		return err
 	}
 
-	assembler := &streamassemble.Handler{Pipeline: *d.Pipeline(""), Store: d.Store, Log: log}
+	assembler := d.StreamHandler()
 	poller := &streamassemble.Poller{Handler: assembler, Ledger: d.Ledger, Interval: 500 * time.Millisecond}
 
 	api := awsdeploy.APIGateway(httpadapter.New(d.Handler()).ProxyWithContext)
