@@ -1,12 +1,17 @@
 package lambdarie
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -16,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
 	"github.com/flowgate/flowgate/shared/upload"
@@ -252,4 +258,72 @@ func octetEvent(t *testing.T, size int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// make dev's API Gateway emulation in front of the upload function's real
+// bootstrap: a binary chunk is stored byte for byte; a chunk over the
+// function's limit whose event still fits Lambda's gets the function's 413,
+// with CORS; a chunk whose event does not fit gets API Gateway's 413, which
+// carries no CORS headers (REQUEST_TOO_LARGE cannot be customized), and the
+// function never sees it.
+func TestGatewayInFrontOfRIE(t *testing.T) {
+	env, s3c, _, bucket, _ := awsEnv(t)
+	fn := start(t, Options{Function: "upload", Env: env})
+	srv := httptest.NewServer(&apigw.Gateway{Invoke: fn.Invoke, CORSOrigin: "*"})
+	defer srv.Close()
+
+	send := func(id string, data []byte) (*http.Response, string) {
+		t.Helper()
+		n := strconv.Itoa(len(data))
+		q := url.Values{"flowChunkNumber": {"1"}, "flowChunkSize": {n}, "flowCurrentChunkSize": {n}, "flowTotalSize": {n},
+			"flowIdentifier": {id}, "flowFilename": {id + ".bin"}, "flowRelativePath": {id + ".bin"}, "flowTotalChunks": {"1"}}
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/upload?"+q.Encode(), bytes.NewReader(data))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Origin", "https://site.example")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+
+	data := make([]byte, 300_000)
+	for i := range data {
+		data[i] = byte(i * 7 % 256) // every byte value, most of it not UTF-8
+	}
+	resp, body := send("binary", data)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "https://site.example" {
+		t.Fatalf("binary chunk: %d %s %v\n%s", resp.StatusCode, body, resp.Header, fn.Logs())
+	}
+	key := "staging/" + upload.UploadKey("public", "binary", int64(len(data)), int64(len(data)), 1) + "/00000001"
+	obj, err := s3c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("staged chunk %s: %v (staged: %v)", key, err, awstest.Keys(t, s3c, bucket, "staging/"))
+	}
+	stored, _ := io.ReadAll(obj.Body)
+	obj.Body.Close()
+	if !bytes.Equal(stored, data) {
+		t.Errorf("the stored chunk differs from the one sent (%d bytes stored)", len(stored))
+	}
+
+	// Over FLOWGATE_MAX_CHUNK_SIZE (4,500,000 by default), inside Lambda's
+	// 6 MB once base64-encoded: the function refuses it.
+	resp, body = send("over-chunk-limit", make([]byte, 4_600_000))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Access-Control-Allow-Origin") != "https://site.example" ||
+		!strings.Contains(body, `"error"`) {
+		t.Errorf("chunk over the function's limit: %d %s %v", resp.StatusCode, body, resp.Header)
+	}
+
+	// Its event over Lambda's 6 MB: API Gateway refuses it.
+	before := strings.Count(fn.Logs(), "START RequestId:")
+	resp, body = send("over-lambda-limit", make([]byte, 4_800_000))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || body != `{"message": "Request Too Long"}` ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("chunk over Lambda's limit: %d %s %v", resp.StatusCode, body, resp.Header)
+	}
+	if after := strings.Count(fn.Logs(), "START RequestId:"); after != before {
+		t.Errorf("the function was invoked for an event over the limit")
+	}
 }
