@@ -73,8 +73,8 @@ func (f *Front) call(ctx context.Context, op string, in, out any) error {
 // parseError turns a DynamoDB error body into an *APIError.
 func parseError(b []byte) error {
 	var e struct {
-		Type    string `json:"__type"`
-		Message string `json:"message"`
+		Type     string `json:"__type"`
+		Message  string `json:"message"`
 		Message2 string `json:"Message"`
 	}
 	if json.Unmarshal(b, &e) != nil || e.Type == "" {
