@@ -127,7 +127,7 @@ func (e *env) start(t *testing.T, cfg func(*esm.Options), f *fn) *esm.Mapping {
 	t.Helper()
 	opt := esm.Options{Config: esm.Defaults(), StreamARN: e.arn, Streams: e.p.DynamoDBStreams(), Function: f.invoke,
 		OnFailure: esm.SQSDestination{Client: e.p.SQSClient(), QueueURL: e.queue},
-		Now: e.clock.Now, PollInterval: 5 * time.Millisecond, RetryBackoff: time.Millisecond, MaxRetryBackoff: 5 * time.Millisecond}
+		Now:       e.clock.Now, PollInterval: 5 * time.Millisecond, RetryBackoff: time.Millisecond, MaxRetryBackoff: 5 * time.Millisecond}
 	opt.FunctionName = "TestFunction"
 	cfg(&opt)
 	m, err := esm.Start(context.Background(), opt)
