@@ -278,12 +278,12 @@ func (s *Streams) getShardIterator(in getShardIteratorInput) (any, error) {
 		if !ok || n < sh.start || n > s.seq || (sh.end != 0 && n > sh.end) {
 			return nil, apiErr("ValidationException", "Invalid SequenceNumber %q for shard %s", in.SequenceNumber, sh.id)
 		}
-		if n <= sh.trimmed {
-			return nil, apiErr("TrimmedDataAccessException", "the records at sequence number %s are past the retention", in.SequenceNumber)
-		}
 		it.From = n
 		if in.ShardIteratorType == "AFTER_SEQUENCE_NUMBER" {
 			it.From = n + 1
+		}
+		if it.From <= sh.trimmed {
+			return nil, apiErr("TrimmedDataAccessException", "the records from sequence number %s are past the retention", in.SequenceNumber)
 		}
 	default:
 		return nil, apiErr("ValidationException", "ShardIteratorType %q", in.ShardIteratorType)

@@ -213,6 +213,16 @@ func TestRetentionExpiryAndClosing(t *testing.T) {
 		ShardIteratorType: types.ShardIteratorTypeAtSequenceNumber, SequenceNumber: aws.String(old.Dynamodb.SequenceNumber)}); !errors.As(err, &trimmed) {
 		t.Errorf("AT a trimmed record: %v, want TrimmedDataAccessException", err)
 	}
+	// After the last trimmed record is where a reader that read it goes on.
+	after, err := api.GetShardIterator(ctx, &dynamodbstreams.GetShardIteratorInput{StreamArn: aws.String(st.ARN), ShardId: shardID,
+		ShardIteratorType: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(old.Dynamodb.SequenceNumber)})
+	if err != nil {
+		t.Fatalf("AFTER the last trimmed record: %v", err)
+	}
+	if out, err := api.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: after.ShardIterator}); err != nil ||
+		len(out.Records) != 1 || aws.ToString(out.Records[0].Dynamodb.SequenceNumber) != fresh.Dynamodb.SequenceNumber {
+		t.Errorf("AFTER the last trimmed record: %v %+v", err, out)
+	}
 	horizon, _ = api.GetShardIterator(ctx, &dynamodbstreams.GetShardIteratorInput{StreamArn: aws.String(st.ARN),
 		ShardId: shardID, ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
 	s.Disable("tbl")
