@@ -101,22 +101,25 @@ func (f *Front) Run(ctx context.Context) {
 // SweepTTL deletes, now, every item of a TTL-enabled table whose expiry lies
 // more than Options.TTLDelay in the past, and returns how many it deleted.
 func (f *Front) SweepTTL(ctx context.Context) (int, error) {
+	// The TTL attribute is read under the lock: UpdateTimeToLive may change
+	// it meanwhile. A table's key schema never changes.
 	f.mu.Lock()
-	tables := map[string]*tableInfo{}
+	attrs := map[string]string{}
+	infos := map[string]*tableInfo{}
 	for name, t := range f.tables {
 		if t.ttl != "" {
-			tables[name] = t
+			attrs[name], infos[name] = t.ttl, t
 		}
 	}
 	f.mu.Unlock()
-	names := make([]string, 0, len(tables))
-	for n := range tables {
+	names := make([]string, 0, len(attrs))
+	for n := range attrs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	deleted := 0
 	for _, name := range names {
-		n, err := f.sweepTable(ctx, name, tables[name])
+		n, err := f.sweepTable(ctx, name, infos[name], attrs[name])
 		deleted += n
 		if err != nil {
 			return deleted, err
@@ -140,14 +143,14 @@ func (f *Front) due(v json.RawMessage, now time.Time) bool {
 	return now.After(at.Add(f.opt.TTLDelay)) && now.Sub(at) <= ttlHorizon
 }
 
-func (f *Front) sweepTable(ctx context.Context, name string, t *tableInfo) (int, error) {
+func (f *Front) sweepTable(ctx context.Context, name string, t *tableInfo, attr string) (int, error) {
 	now := f.opt.Now()
 	cut := now.Add(-f.opt.TTLDelay)
 	in := map[string]any{
 		"TableName":                 name,
 		"ConsistentRead":            true,
 		"FilterExpression":          "#ttl < :cut AND #ttl >= :floor",
-		"ExpressionAttributeNames":  map[string]string{"#ttl": t.ttl},
+		"ExpressionAttributeNames":  map[string]string{"#ttl": attr},
 		"ExpressionAttributeValues": map[string]any{":cut": num(cut.Unix() + 1), ":floor": num(now.Add(-ttlHorizon).Unix() - 1)},
 	}
 	deleted := 0
@@ -165,7 +168,7 @@ func (f *Front) sweepTable(ctx context.Context, name string, t *tableInfo) (int,
 		}
 		for _, it := range out.Items {
 			if key := keyOf(t, it); key != nil {
-				ok, err := f.expire(ctx, name, t.ttl, key)
+				ok, err := f.expire(ctx, name, attr, key)
 				if err != nil {
 					return deleted, err
 				}
