@@ -9,6 +9,7 @@ FLOWJS    := node_modules/@flowjs/flow.js/dist/flow.min.js
 FUZZ_TARGETS := \
 	./shared/protocol:FuzzParseChunk \
 	./shared/protocol:FuzzParseUpload \
+	./shared/protocol:FuzzQuery \
 	./shared/httpapi:FuzzPostChunk \
 	./shared/upload:FuzzSafeFileName \
 	./test/lambdafuzz:FuzzUploadEvent \
