@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 )
 
@@ -72,7 +73,7 @@ func TestSAMLocalRoutes(t *testing.T) {
 			if api.AnswersPreflight {
 				t.Errorf("%s: SAM CLI would answer OPTIONS itself; on AWS the function does", name)
 			}
-			types := slices.Clone(awsdeploy.BinaryMediaTypes)
+			types := slices.Clone(apigw.BinaryMediaTypes)
 			sort.Strings(types)
 			if !slices.Equal(api.BinaryMediaTypes, types) || !slices.Contains(types, "*/*") {
 				t.Errorf("%s: sam local's binary media types %v, make dev's %v", name, api.BinaryMediaTypes, types)
