@@ -9,6 +9,7 @@ FLOWJS    := node_modules/@flowjs/flow.js/dist/flow.min.js
 FUZZ_TARGETS := \
 	./shared/protocol:FuzzParseChunk \
 	./shared/protocol:FuzzParseUpload \
+	./shared/protocol:FuzzQuery \
 	./shared/httpapi:FuzzPostChunk \
 	./shared/upload:FuzzSafeFileName \
 	./test/lambdafuzz:FuzzUploadEvent \
@@ -80,8 +81,9 @@ web/vendor/flow.min.js: node_modules/.installed
 
 deps: node_modules/.installed aws-servers
 
-# MinIO and dynalite at pinned versions, installed once into ~/.cache/flowgate
-# (the first MinIO build takes about 4 minutes on 2 cores).
+# MinIO, dynalite and the Lambda Runtime Interface Emulator at pinned versions,
+# installed once into ~/.cache/flowgate (the first MinIO build takes about 4
+# minutes on 2 cores, the emulator's about one).
 aws-servers: node_modules/.installed
 	bash scripts/ensure-aws-servers.sh
 

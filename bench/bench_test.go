@@ -112,6 +112,35 @@ func TestHarness(t *testing.T) {
 	}
 }
 
+// TestColdStart runs the quick mode's Lambda measurement alone, the upload
+// function under the Runtime Interface Emulator, and checks that it
+// measured every run: an init RIE reported, a cold and a warm invocation,
+// each positive, and a report that shows them.
+func TestColdStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	rep, err := Run(ctx, Options{Quick: true, Only: "lambda", Scenarios: []Scenario{}, Log: &log, Verbose: true})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	c := rep.Cold
+	if c == nil || len(c.Init) != c.Runs || len(c.First) != c.Runs || len(c.Warm) != c.Runs || c.Runs == 0 {
+		t.Fatalf("cold starts = %+v\n%s", c, log.String())
+	}
+	for i := range c.Runs {
+		if !(c.Init[i] > 0 && c.First[i] > 0 && c.Warm[i] > 0) {
+			t.Errorf("run %d: init %v, first %v, warm %v", i, c.Init[i], c.First[i], c.Warm[i])
+		}
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "INIT REPORT") {
+		t.Errorf("the report lacks the cold start:\n%s", md)
+	}
+}
+
 // TestWriteChunksDurably checks that the durable-chunk disk ceiling writes
 // what it says: every file, chunk by chunk at the client's offsets, to a
 // file of its own, byte for byte, with a tail that does not fill a block and

@@ -6,19 +6,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/shared/flowclient"
 )
 
@@ -29,11 +28,8 @@ type zipSize struct {
 	Zip       int64 // the zip SAM would upload
 }
 
-// lambdaBuildFlags are how SAM builds a Go function for provided.al2023,
-// with CGO_ENABLED=0: no RPC shim, no local paths, no symbols.
-var lambdaBuildFlags = []string{"-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w"}
-
-// zipSizes builds every functions/* for linux/arm64 and zips its bootstrap.
+// zipSizes builds every functions/* for linux/arm64 with the release flags
+// (as SAM builds a Go function for provided.al2023) and zips its bootstrap.
 func zipSizes(ctx context.Context, root, dir string) ([]zipSize, error) {
 	entries, err := os.ReadDir(filepath.Join(root, "functions"))
 	if err != nil {
@@ -47,7 +43,7 @@ func zipSizes(ctx context.Context, root, dir string) ([]zipSize, error) {
 		name := e.Name()
 		bin := filepath.Join(dir, name, "bootstrap")
 		env := []string{"GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0"}
-		if err := goBuild(ctx, root, bin, "./functions/"+name, env, lambdaBuildFlags...); err != nil {
+		if err := goBuild(ctx, root, bin, "./functions/"+name, env, lambdarie.BuildFlags...); err != nil {
 			return nil, err
 		}
 		zipPath := filepath.Join(dir, name+".zip")
@@ -96,23 +92,27 @@ func zipFile(zipPath, src, name string) error {
 // coldStarts is the upload function's cold start, measured several times.
 type coldStarts struct {
 	Runs int
-	// Init is process start -> the runtime's first request for an event
-	// (everything main does before lambda.Start's loop: configuration, SDK
-	// clients); First is process start -> the first event's response
-	// (a flow.js test GET, which reads the DynamoDB ledger).
-	Init, First []time.Duration
-	Arch        string
+	// Init is RIE's init phase (its INIT REPORT): from starting the
+	// bootstrap to the runtime's first request for an event, that is
+	// everything main does before lambda.Start's loop (configuration, SDK
+	// clients). First is the first invocation as its caller sees it: RIE
+	// starts the bootstrap, the function inits and answers the event (a
+	// flow.js test GET, which reads the DynamoDB ledger). Warm is a second
+	// invocation of the same instance.
+	Init, First, Warm []time.Duration
+	Arch              string
 }
 
-// coldStart runs the upload function as Lambda would: a fresh process
-// (built with SAM's flags, for this machine's architecture) whose runtime
-// client talks to an emulated Lambda runtime API (the two endpoints it
-// needs, served here). Each run is a new process with a new event: a test
-// GET for a chunk of an unknown upload, answered 204 after a read of the
-// DynamoDB ledger on dynalite.
+// coldStart runs the upload function as Lambda would: its bootstrap, built
+// with the release flags for this machine, under the Lambda Runtime
+// Interface Emulator (package lambdarie). Each run is a new instance (a new
+// RIE process, which starts the bootstrap on the first invocation) given a
+// new event: a test GET for a chunk of an unknown upload, answered 204 after
+// a read of the DynamoDB ledger on dynalite; then the same instance answers
+// a second one.
 func (r *runner) coldStart(ctx context.Context) (*coldStarts, error) {
-	bin := filepath.Join(r.tmp, "upload-native", "bootstrap")
-	if err := goBuild(ctx, r.root, bin, "./functions/upload", []string{"CGO_ENABLED=0"}, lambdaBuildFlags...); err != nil {
+	defer lambdarie.RemoveBootstraps()
+	if _, err := lambdarie.Bootstrap(ctx, "upload"); err != nil {
 		return nil, err
 	}
 	runs := 7
@@ -121,131 +121,58 @@ func (r *runner) coldStart(ctx context.Context) (*coldStarts, error) {
 	}
 	cs := &coldStarts{Runs: runs, Arch: runtime.GOOS + "/" + runtime.GOARCH}
 	for i := range runs {
-		init, first, err := r.coldStartOnce(ctx, bin, i)
-		if err != nil {
+		if err := r.coldStartOnce(ctx, cs, i); err != nil {
 			return nil, err
 		}
-		cs.Init = append(cs.Init, init)
-		cs.First = append(cs.First, first)
 	}
 	return cs, nil
 }
 
-func (r *runner) coldStartOnce(ctx context.Context, bin string, i int) (init, first time.Duration, err error) {
-	event, err := testGetEvent(fmt.Sprintf("coldstart-%s-%d", r.runID, i))
-	if err != nil {
-		return 0, 0, err
-	}
-	rt := &runtimeAPI{event: event, next: make(chan time.Time, 1), done: make(chan runtimeResult, 1)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, 0, err
-	}
-	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
+// initReport is RIE's log line at the end of a function's init phase.
+var initReport = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
 
-	env := r.aws.serverEnv(
-		"AWS_LAMBDA_RUNTIME_API="+ln.Addr().String(),
-		"AWS_LAMBDA_FUNCTION_NAME=flowgate-upload",
-		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024",
-		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
-	)
-	start := time.Now()
-	c, err := startChild("upload-function", bin, nil, env, r.tmp, filepath.Join(r.tmp, fmt.Sprintf("coldstart-%d.log", i)))
+func (r *runner) coldStartOnce(ctx context.Context, cs *coldStarts, i int) error {
+	inst, err := lambdarie.Start(ctx, lambdarie.Options{
+		Function: "upload", Name: "flowgate-upload", Env: r.aws.serverEnv(),
+		MemoryMB: 512, Timeout: 29 * time.Second, // the template's
+	})
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
-	defer c.stop()
-	var next time.Time
-	select {
-	case next = <-rt.next:
-	case <-c.exited:
-		return 0, 0, fmt.Errorf("the function exited before asking for an event\n%s", c.tail())
-	case <-time.After(30 * time.Second):
-		return 0, 0, fmt.Errorf("the function never asked for an event\n%s", c.tail())
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
-	}
-	select {
-	case res := <-rt.done:
-		if res.err != "" {
-			return 0, 0, fmt.Errorf("the function failed: %s\n%s", res.err, c.tail())
+	defer inst.Stop()
+	var took [2]time.Duration
+	for n := range took {
+		event, err := testGetEvent(fmt.Sprintf("coldstart-%s-%d-%d", r.runID, i, n))
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		out, err := inst.Invoke(ctx, event)
+		took[n] = time.Since(start)
+		if err != nil {
+			return fmt.Errorf("invocation %d: %w\n%s", n+1, err, inst.Logs())
 		}
 		var resp events.APIGatewayProxyResponse
-		if err := json.Unmarshal(res.body, &resp); err != nil || resp.StatusCode != http.StatusNoContent {
-			return 0, 0, fmt.Errorf("the function answered %s (want statusCode 204)\n%s", res.body, c.tail())
+		if err := json.Unmarshal(out, &resp); err != nil || resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("the function answered %s (want statusCode 204)\n%s", out, inst.Logs())
 		}
-		return next.Sub(start), res.at.Sub(start), nil
-	case <-c.exited:
-		return 0, 0, fmt.Errorf("the function exited before answering\n%s", c.tail())
-	case <-time.After(30 * time.Second):
-		return 0, 0, fmt.Errorf("the function never answered\n%s", c.tail())
-	case <-ctx.Done():
-		return 0, 0, ctx.Err()
 	}
+	m := initReport.FindStringSubmatch(inst.Logs())
+	if m == nil {
+		return fmt.Errorf("RIE reported no init\n%s", inst.Logs())
+	}
+	initMs, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return err
+	}
+	cs.Init = append(cs.Init, time.Duration(initMs*float64(time.Millisecond)))
+	cs.First = append(cs.First, took[0])
+	cs.Warm = append(cs.Warm, took[1])
+	return nil
 }
 
-// runtimeAPI is as much of the Lambda runtime API as one invocation needs:
-// GET /2018-06-01/runtime/invocation/next hands out the event (once; later
-// calls wait, as they do between invocations), POST
-// /2018-06-01/runtime/invocation/<id>/response or /error takes the result.
-type runtimeAPI struct {
-	event []byte
-	once  sync.Once
-	next  chan time.Time
-	done  chan runtimeResult
-}
-
-type runtimeResult struct {
-	at   time.Time
-	body []byte
-	err  string
-}
-
+// requestID is the API Gateway request id of the benchmark's events.
 const requestID = "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
-
-func (rt *runtimeAPI) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	now := time.Now()
-	const base = "/2018-06-01/runtime/"
-	switch {
-	case req.Method == http.MethodGet && req.URL.Path == base+"invocation/next":
-		served := false
-		rt.once.Do(func() {
-			served = true
-			rt.next <- now
-			w.Header().Set("Lambda-Runtime-Aws-Request-Id", requestID)
-			w.Header().Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(30*time.Second).UnixMilli(), 10))
-			w.Header().Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:flowgate-upload")
-			w.Header().Set("Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1")
-			w.Header().Set("Content-Type", "application/json")
-			w.Write(rt.event)
-		})
-		if !served {
-			<-req.Context().Done() // the next invocation never comes
-		}
-	case req.Method == http.MethodPost && strings.HasPrefix(req.URL.Path, base+"invocation/"):
-		body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		res := runtimeResult{at: now, body: body}
-		if strings.HasSuffix(req.URL.Path, "/error") {
-			res.err = string(body)
-		}
-		select {
-		case rt.done <- res:
-		default:
-		}
-		w.WriteHeader(http.StatusAccepted)
-	case req.Method == http.MethodPost && req.URL.Path == base+"init/error":
-		body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		select {
-		case rt.done <- runtimeResult{at: now, err: "init error: " + string(body)}:
-		default:
-		}
-		w.WriteHeader(http.StatusAccepted)
-	default:
-		http.NotFound(w, req)
-	}
-}
 
 // testGetEvent is API Gateway's (REST API, Lambda proxy) event for
 // flow.js's test GET of chunk 1 of a 1 MiB file.

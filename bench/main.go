@@ -28,8 +28,9 @@
 //     own fdatasync, at the client's concurrency), raw PutObject of the
 //     same chunks to the same MinIO at the same concurrency, and a raw
 //     stream copy of the same bytes through MinIO;
-//   - the upload Lambda's cold start, against an emulated Lambda runtime
-//     API, and the zip size of every function built as SAM builds it.
+//   - the upload Lambda's cold start, its bootstrap under the AWS Lambda
+//     Runtime Interface Emulator (package lambdarie), and the zip size of
+//     every function built as SAM builds it.
 //
 // The load client is package flowclient, which behaves like flow.js.
 package main

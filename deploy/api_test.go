@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
+	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/auth"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 )
@@ -132,17 +133,17 @@ func TestBinaryMediaTypes(t *testing.T) {
 			t.Errorf("BinaryMediaTypes %v lacks %s", types, must)
 		}
 	}
-	a, b := slices.Clone(types), slices.Clone(awsdeploy.BinaryMediaTypes)
+	a, b := slices.Clone(types), slices.Clone(apigw.BinaryMediaTypes)
 	sort.Strings(a)
 	sort.Strings(b)
 	if !slices.Equal(a, b) {
-		t.Errorf("template BinaryMediaTypes %v, awsdeploy.BinaryMediaTypes (make dev's emulation) %v", a, b)
+		t.Errorf("template BinaryMediaTypes %v, apigw.BinaryMediaTypes (make dev's emulation) %v", a, b)
 	}
 	for _, ct := range []string{
 		"multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW", "application/octet-stream",
 		"image/jpeg", "video/mp4", "text/plain", "application/json", "application/pdf", "",
 	} {
-		if !awsdeploy.IsBinary(types, ct) {
+		if !apigw.IsBinary(types, ct) {
 			t.Errorf("a chunk sent as %q would reach the function as text and be mangled", ct)
 		}
 	}
@@ -281,7 +282,7 @@ func TestEventsMatchTemplate(t *testing.T) {
 				t.Errorf("%s: %s %s (resource %s, context %s %s on stage %s) is not a route of the API on stage %s",
 					name, ev.HTTPMethod, ev.Path, ev.Resource, rc.HTTPMethod, rc.Path, rc.Stage, stage)
 			}
-			if ev.Body != "" && ev.IsBase64Encoded != awsdeploy.IsBinary(types, header(ev.Headers, "Content-Type")) {
+			if ev.Body != "" && ev.IsBase64Encoded != apigw.IsBinary(types, header(ev.Headers, "Content-Type")) {
 				t.Errorf("%s: isBase64Encoded %v for Content-Type %q", name, ev.IsBase64Encoded, header(ev.Headers, "Content-Type"))
 			}
 		case "authorizer":

@@ -39,17 +39,23 @@ func readTemplate(t testing.TB, path string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parseTemplate(t, path, b)
+}
+
+// parseTemplate is readTemplate for a template in memory; name is for errors.
+func parseTemplate(t testing.TB, name string, b []byte) map[string]any {
+	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	v, err := fromNode(doc.Content[0])
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		t.Fatalf("%s: not a mapping", path)
+		t.Fatalf("%s: not a mapping", name)
 	}
 	return m
 }

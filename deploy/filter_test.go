@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
+	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
@@ -23,134 +24,10 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
-// matchPattern evaluates an EventBridge / Lambda event filter pattern on a
-// JSON event, for the part of the syntax the template uses or might: a
-// list of allowed values (strings, numbers, booleans, null) for a leaf,
-// nested objects for nested fields, and the content filters exists,
-// prefix and anything-but. Anything else is an error, never a silent match.
-func matchPattern(pattern map[string]any, event any) (bool, error) {
-	ev, ok := event.(map[string]any)
-	if !ok {
-		return false, nil
-	}
-	for key, want := range pattern {
-		got, present := ev[key]
-		switch w := want.(type) {
-		case map[string]any:
-			if !present {
-				return false, nil
-			}
-			ok, err := matchPattern(w, got)
-			if err != nil || !ok {
-				return false, err
-			}
-		case []any:
-			ok, err := matchLeaf(w, got, present)
-			if err != nil || !ok {
-				return false, err
-			}
-		default:
-			return false, fmt.Errorf("pattern field %q: %v is neither a list nor an object", key, want)
-		}
-	}
-	return true, nil
-}
-
-func matchLeaf(allowed []any, got any, present bool) (bool, error) {
-	values := []any{got}
-	if l, ok := got.([]any); ok {
-		values = l // an array matches if any element does
-	}
-	for _, a := range allowed {
-		filter, isFilter := a.(map[string]any)
-		if !isFilter {
-			if !present {
-				continue
-			}
-			for _, v := range values {
-				if reflect.DeepEqual(a, v) {
-					return true, nil
-				}
-			}
-			continue
-		}
-		if len(filter) != 1 {
-			return false, fmt.Errorf("content filter %v", filter)
-		}
-		for op, arg := range filter {
-			switch op {
-			case "exists":
-				if arg == present {
-					return true, nil
-				}
-			case "prefix":
-				for _, v := range values {
-					if s, ok := v.(string); ok && present && strings.HasPrefix(s, fmt.Sprint(arg)) {
-						return true, nil
-					}
-				}
-			case "anything-but":
-				but, ok := arg.([]any)
-				if !ok {
-					but = []any{arg}
-				}
-				if present {
-					hit := false
-					for _, v := range values {
-						for _, b := range but {
-							if reflect.DeepEqual(b, v) {
-								hit = true
-							}
-						}
-					}
-					if !hit {
-						return true, nil
-					}
-				}
-			default:
-				return false, fmt.Errorf("content filter %q is not modelled", op)
-			}
-		}
-	}
-	return false, nil
-}
-
-func TestMatchPattern(t *testing.T) {
-	ev := map[string]any{"a": "x", "n": 1.0, "l": []any{"p", "q"}, "o": map[string]any{"b": "y", "c": true}}
-	for _, tt := range []struct {
-		pattern string
-		want    bool
-	}{
-		{`{"a": ["x"]}`, true},
-		{`{"a": ["y", "x"]}`, true},
-		{`{"a": ["y"]}`, false},
-		{`{"n": [1]}`, true},
-		{`{"n": ["1"]}`, false},
-		{`{"l": ["q"]}`, true},
-		{`{"o": {"b": ["y"], "c": [true]}}`, true},
-		{`{"o": {"b": ["z"]}}`, false},
-		{`{"missing": ["x"]}`, false},
-		{`{"o": {"missing": [{"exists": false}]}}`, true},
-		{`{"a": [{"exists": true}]}`, true},
-		{`{"a": [{"prefix": "x"}]}`, true},
-		{`{"a": [{"anything-but": ["x"]}]}`, false},
-		{`{"a": [{"anything-but": "z"}]}`, true},
-		{`{"a": ["x"], "o": {"b": ["nope"]}}`, false},
-	} {
-		var p map[string]any
-		if err := json.Unmarshal([]byte(tt.pattern), &p); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := matchPattern(p, ev); err != nil || got != tt.want {
-			t.Errorf("%s: %v %v, want %v", tt.pattern, got, err, tt.want)
-		}
-	}
-	var p map[string]any
-	json.Unmarshal([]byte(`{"n": [{"numeric": [">", 0]}]}`), &p)
-	if _, err := matchPattern(p, ev); err == nil {
-		t.Error("an unmodelled filter did not fail")
-	}
-}
+// matchPattern is the event filter matcher of the dev stack's event source
+// mapping (package esm), the one the emulated platform filters with; the
+// template's stream filter and rules are checked with it too.
+var matchPattern = esm.MatchPattern
 
 // streamFilters returns the assembler's FilterCriteria patterns.
 func streamFilters(t testing.TB, s *stack) []map[string]any {

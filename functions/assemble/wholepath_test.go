@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/flowgate/flowgate/shared/awsdeploy"
+	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/flowclient"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
 	"github.com/flowgate/flowgate/shared/streamassemble"
@@ -30,7 +30,7 @@ func TestWholePath(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	api := httptest.NewServer(awsdeploy.APIGateway(f.api))
+	api := httptest.NewServer(apigw.APIGateway(f.api))
 	defer api.Close()
 
 	for _, method := range []flowclient.Method{flowclient.Multipart, flowclient.Octet} {

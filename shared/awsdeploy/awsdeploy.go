@@ -208,10 +208,9 @@ func (d *Deployment) Handler() http.Handler {
 		// would limit nothing.
 		Metrics: d.Metrics,
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/upload", api)
-	mux.Handle("/upload/status", api)
-	return mux
+	// Guarded: the adapter hands over any path API Gateway sends, and
+	// every answer, a 404 or a panic's 500 too, carries CORS headers.
+	return api.Guarded()
 }
 
 // StreamHandler is the assembler function's handler of ledger stream

@@ -17,9 +17,11 @@ import (
 // TTLAttribute is the table's time-to-live attribute (unix seconds).
 const TTLAttribute = "expiresAt"
 
-// TableSchema is the table the ledger needs. template.yaml declares the same
-// for AWS, where it also turns on TTL (TTLAttribute) and a stream of
-// NEW_AND_OLD_IMAGES for the assembler.
+// TableSchema is the table the ledger needs, with the stream of
+// NEW_AND_OLD_IMAGES the assembler reads. template.yaml declares the same
+// for AWS, where it also turns on TTL (TTLAttribute; CreateTable does that
+// here). dynalite ignores the stream; the dev stack's DynamoDB front
+// (internal/devstack/ddbfront) emulates it.
 func TableSchema(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
 		TableName: aws.String(name),
@@ -43,6 +45,9 @@ func TableSchema(name string) *dynamodb.CreateTableInput {
 			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
 		}},
 		BillingMode: types.BillingModePayPerRequest,
+		StreamSpecification: &types.StreamSpecification{
+			StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeNewAndOldImages,
+		},
 	}
 }
 

@@ -29,6 +29,10 @@ func FuzzPostChunk(f *testing.F) {
 	f.Add(ct, body[:len(body)/2], "")
 	f.Add("multipart/form-data; boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc\r\n--x--\r\n"), file.params(1).Encode())
 	f.Add("multipart/form-data; boundary=\"", []byte("--"), "flowChunkNumber=1")
+	rq := file.resumableParams(1, "up_")
+	rct, rbody := multipartBody(filePart(file.chunk(1), "up_file", resumableFields(rq)))
+	f.Add(rct, rbody, rq.Encode())
+	f.Add("application/octet-stream", file.chunk(2), file.resumableParams(2, "").Encode())
 
 	dir := f.TempDir()
 	store, err := dirstore.New(dir)
@@ -58,7 +62,7 @@ func FuzzPostChunk(f *testing.F) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &ok); err != nil || ok.Chunk < 1 {
 				t.Fatalf("200 with body %q", rec.Body.String())
 			}
-		case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge:
+		case http.StatusBadRequest, http.StatusRequestTimeout, http.StatusConflict, http.StatusRequestEntityTooLarge:
 			var e struct{ Error string }
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
 				t.Fatalf("%d with body %q", rec.Code, rec.Body.String())

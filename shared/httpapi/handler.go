@@ -1,4 +1,5 @@
-// Package httpapi speaks flow.js's HTTP protocol on top of an upload.Service:
+// Package httpapi speaks flow.js's HTTP protocol, and Resumable.js's (the
+// same protocol under other field names), on top of an upload.Service:
 //
 //	GET     /upload          test chunk: 200 present, 204 send it
 //	POST    /upload          a chunk, multipart/form-data or a raw body
@@ -6,7 +7,9 @@
 //	OPTIONS both             CORS preflight
 //
 // The same Handler serves the embedded server and, through the Lambda proxy
-// adapter, API Gateway.
+// adapter, API Gateway. Which library sent a request is told by its field
+// names (protocol.Detect); the statuses of refusals are chosen so that each
+// library retries or gives up as it should (statuses.go).
 //
 // Every request gets a log scope (package logctx) with its request id, to
 // which the upload key is added as soon as it is known: every line logged
@@ -36,8 +39,9 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
-// FileField is the multipart part that carries the chunk (flow.js's
-// fileParameterName, "file" by default).
+// FileField is the multipart part that carries the chunk (flow.js's and
+// Resumable.js's fileParameterName, "file" by default; Resumable.js puts its
+// parameterNamespace in front of it).
 const FileField = "file"
 
 const (
@@ -45,8 +49,8 @@ const (
 	// flow.js's fields are short and a relative path is at most 1 KiB.
 	DefaultMaxFieldBytes = 4 << 10
 	// DefaultMaxParts bounds the parts of one multipart body: the eight flow
-	// fields, the file and whatever few extra fields the page's `query`
-	// option adds.
+	// fields (nine from Resumable.js), the file and whatever few extra fields
+	// the page's `query` option adds.
 	DefaultMaxParts = 64
 	// partHeaderBytes is what one part may add on top of its content:
 	// boundary and part headers.
@@ -213,7 +217,13 @@ func (h *Handler) test(w *statusWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, err := protocol.ParseChunk(queryFields(r.URL.Query()), ns, h.Limits)
+	q := r.URL.Query()
+	d, err := w.detect(mapKeys(q), queryFields(q))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	c, err := d.ParseChunk(queryFields(q), ns, h.Limits)
 	setUpload(r, c.Key)
 	if err != nil {
 		h.fail(w, r, err)
@@ -226,7 +236,8 @@ func (h *Handler) test(w *statusWriter, r *http.Request) {
 	}
 	if !present {
 		// 204: not there, send it. Anything flow.js counts as a permanent
-		// error (404, 413, 415, 500, 501) would fail the whole file instead.
+		// error (404, 413, 415, 500, 501) would fail the whole file instead;
+		// Resumable.js sends the chunk on anything but 200 and 201.
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -252,9 +263,9 @@ func (h *Handler) post(w *statusWriter, r *http.Request) {
 			br.Reset(nil) // drop the request body
 			readBuffers.Put(br)
 		}()
-		c, body, err = h.readMultipart(r, br, ns)
+		c, body, err = h.readMultipart(w, r, br, ns)
 	} else {
-		c, body, err = h.readOctet(r, ns)
+		c, body, err = h.readOctet(w, r, ns)
 	}
 	setUpload(r, c.Key)
 	if err != nil {
@@ -293,14 +304,19 @@ func setUpload(r *http.Request, key string) {
 
 // readOctet handles flow.js's method: 'octet': the body is the chunk and the
 // fields are in the query string.
-func (h *Handler) readOctet(r *http.Request, ns string) (protocol.Chunk, upload.Body, error) {
-	c, err := protocol.ParseChunk(queryFields(r.URL.Query()), ns, h.Limits)
+func (h *Handler) readOctet(w *statusWriter, r *http.Request, ns string) (protocol.Chunk, upload.Body, error) {
+	q := r.URL.Query()
+	d, err := w.detect(mapKeys(q), queryFields(q))
+	if err != nil {
+		return protocol.Chunk{}, upload.Body{}, err
+	}
+	c, err := d.ParseChunk(queryFields(q), ns, h.Limits)
 	if err != nil {
 		return c, upload.Body{}, err
 	}
 	if r.ContentLength >= 0 && r.ContentLength != c.Size {
 		return c, upload.Body{}, badRequest("request body has " + strconv.FormatInt(r.ContentLength, 10) +
-			" bytes, but " + protocol.FieldCurrentChunkSize + " is " + strconv.FormatInt(c.Size, 10))
+			" bytes, but " + d.CurrentChunkSizeField() + " is " + strconv.FormatInt(c.Size, 10))
 	}
 	return c, upload.Body{Reader: r.Body}, nil
 }
@@ -316,15 +332,23 @@ var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64
 // buffered) up to the file part and returns the part as the chunk's body.
 // The fields may come in any order and be mixed with extra ones (flow.js's
 // `query` option); fields missing from the form are looked for in the query
-// string. What follows the file part is checked by Finish, before the chunk
-// is counted.
-func (h *Handler) readMultipart(r *http.Request, body *bufio.Reader, ns string) (protocol.Chunk, upload.Body, error) {
+// string (Resumable.js sends them in both). What follows the file part is
+// checked by Finish, before the chunk is counted.
+func (h *Handler) readMultipart(w *statusWriter, r *http.Request, body *bufio.Reader, ns string) (protocol.Chunk, upload.Body, error) {
 	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || params["boundary"] == "" {
 		return protocol.Chunk{}, upload.Body{}, badRequest("malformed multipart body: no boundary in Content-Type")
 	}
 	mr := multipart.NewReader(body, params["boundary"])
+	query := r.URL.Query()
 	form := map[string]string{}
+	get := func(k string) (string, bool) {
+		if v, ok := form[k]; ok {
+			return v, true
+		}
+		return queryFields(query)(k)
+	}
+	has := func(k string) bool { _, ok := get(k); return ok }
 	parts := 0
 	for {
 		p, err := mr.NextPart()
@@ -338,33 +362,37 @@ func (h *Handler) readMultipart(r *http.Request, body *bufio.Reader, ns string) 
 			return protocol.Chunk{}, upload.Body{}, badRequest("too many multipart parts")
 		}
 		name := p.FormName()
-		if name == FileField {
-			get := func(k string) (string, bool) {
-				if v, ok := form[k]; ok {
-					return v, true
+		if protocol.FilePart(name, FileField, has) {
+			names := mapKeys(query)
+			for k := range form {
+				if _, inQuery := query[k]; !inQuery {
+					names = append(names, k)
 				}
-				return queryFields(r.URL.Query())(k)
 			}
-			c, err := protocol.ParseChunk(get, ns, h.Limits)
+			d, err := w.detect(names, get)
+			if err != nil {
+				return protocol.Chunk{}, upload.Body{}, err
+			}
+			c, err := d.ParseChunk(get, ns, h.Limits)
 			if err != nil {
 				return c, upload.Body{}, err
 			}
-			return c, upload.Body{Reader: p, Finish: func() error { return h.rest(mr, parts) }}, nil
+			return c, upload.Body{Reader: p, Finish: func() error { return h.rest(mr, parts, name) }}, nil
 		}
 		v, err := h.readField(p)
 		if err != nil {
 			return protocol.Chunk{}, upload.Body{}, err
 		}
-		if _, dup := form[name]; dup && protocol.IsFlowField(name) {
+		if _, dup := form[name]; dup && protocol.IsField(name) {
 			return protocol.Chunk{}, upload.Body{}, badRequest("field " + name + " given twice")
 		}
 		form[name] = v
 	}
 }
 
-// rest reads what follows the file part: extra fields are fine, a second
-// file or a body that does not end properly is not.
-func (h *Handler) rest(mr *multipart.Reader, parts int) error {
+// rest reads what follows the file part (named file): extra fields are
+// fine, a second file or a body that does not end properly is not.
+func (h *Handler) rest(mr *multipart.Reader, parts int, file string) error {
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
@@ -376,8 +404,8 @@ func (h *Handler) rest(mr *multipart.Reader, parts int) error {
 		if parts++; parts > h.maxParts() {
 			return badRequest("too many multipart parts")
 		}
-		if p.FormName() == FileField {
-			return badRequest("more than one \"" + FileField + "\" part")
+		if p.FormName() == file || p.FormName() == FileField {
+			return badRequest("more than one \"" + file + "\" part")
 		}
 		if _, err := h.readField(p); err != nil {
 			return err
@@ -403,6 +431,12 @@ func multipartErr(err error) error {
 	if errors.As(err, &mbe) || errors.As(err, &ie) {
 		return err // a size limit (413) or a stalled body (408) keeps its meaning
 	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// Cut off in the middle of a field: most likely in transit, so
+		// answered as the upload service answers a chunk cut short, with a
+		// status both libraries retry (see statuses.go).
+		return &upload.InputError{Status: http.StatusRequestTimeout, Msg: "the request body ended in the middle of a form field (cut off or malformed)"}
+	}
 	return badRequest("malformed multipart body: " + err.Error())
 }
 
@@ -412,7 +446,13 @@ func (h *Handler) status(w *statusWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	info, err := protocol.ParseUpload(queryFields(r.URL.Query()), ns, h.Limits)
+	q := r.URL.Query()
+	d, err := w.detect(mapKeys(q), queryFields(q))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	info, err := d.ParseUpload(queryFields(q), ns, h.Limits)
 	setUpload(r, info.Key)
 	if err != nil {
 		h.fail(w, r, err)
@@ -450,17 +490,18 @@ func (h *Handler) namespace(w *statusWriter, r *http.Request) (string, bool) {
 }
 
 // fail answers an error: the client's own mistakes with their 4xx, anything
-// else with 503, which flow.js retries rather than failing the file.
+// else with 503, which both libraries retry rather than failing the file.
+// The status is the one the library that sent the request understands
+// (answerStatus).
 func (h *Handler) fail(w *statusWriter, r *http.Request, err error) {
 	var ie *upload.InputError
 	var mbe *http.MaxBytesError
 	var tm *TooManyUploads
 	switch {
 	case errors.As(err, &ie):
-		writeError(w, ie.Status, ie.Msg)
+		w.refuse(ie.Status, "", ie.Msg)
 	case errors.As(err, &mbe):
-		w.reason = ReasonBodyTooLarge
-		writeError(w, http.StatusRequestEntityTooLarge, "request body is over the size limit")
+		w.refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "request body is over the size limit")
 	case errors.As(err, &tm):
 		retryAfter(w, tm.RetryAfter)
 		writeError(w, http.StatusTooManyRequests, tm.Error())
@@ -469,6 +510,15 @@ func (h *Handler) fail(w *statusWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "storage is unavailable; try again")
 	}
+}
+
+// mapKeys lists the names of a query string's fields.
+func mapKeys(q url.Values) []string {
+	names := make([]string, 0, len(q))
+	for k := range q {
+		names = append(names, k)
+	}
+	return names
 }
 
 // queryFields looks fields up in a query string. A field given twice is
@@ -547,12 +597,36 @@ func logLevel(status int) slog.Level {
 
 // statusWriter remembers, for the request's log line and metrics, the
 // status, the reason of a refusal when more precise than the status, and
-// the caller's namespace.
+// the caller's namespace; and, for choosing the status of a refusal, which
+// library sent the request.
 type statusWriter struct {
 	http.ResponseWriter
 	status    int
 	reason    string
 	namespace string
+	library   protocol.Library
+}
+
+// detect tells which library sent the request (protocol.Detect) and
+// remembers it for the answer.
+func (s *statusWriter) detect(names []string, get protocol.Fields) (protocol.Dialect, error) {
+	d, err := protocol.Detect(names, get)
+	if err == nil {
+		s.library = d.Library
+	}
+	return d, err
+}
+
+// refuse answers a refusal of the client's request with the status the
+// library that sent it understands (answerStatus). The reason, for
+// metrics, is that of the status the condition has in the API (reasonFor
+// when empty), whatever status the library is told.
+func (s *statusWriter) refuse(status int, reason, msg string) {
+	if reason == "" {
+		reason = reasonFor(status)
+	}
+	s.reason = reason
+	writeError(s, answerStatus(s.library, status), msg)
 }
 
 func (s *statusWriter) WriteHeader(code int) {

@@ -1,13 +1,15 @@
 // Package localaws installs and runs the real local stand-ins for the AWS
 // services flowgate uses: MinIO for S3 and dynalite for DynamoDB. Tests start
 // them from TestMain (see RunTests), `make dev` starts them on fixed ports
-// (see Start), and both stop them when done.
+// (see Start), and both stop them when done. It also installs the AWS Lambda
+// Runtime Interface Emulator (EnsureRIE), which internal/lambdarie runs.
 //
 // The servers are installed once, at pinned versions, into a cache outside
 // the checkout (${XDG_CACHE_HOME:-$HOME/.cache}/flowgate), so a fresh clone or
-// CI run on the same machine reuses them. MinIO is built from source with
-// `go install` (a few minutes on two cores), dynalite comes from npm. Nothing
-// is downloaded from anywhere but the Go module proxy and the npm registry.
+// CI run on the same machine reuses them. MinIO and the emulator are built
+// from source with `go install` (MinIO takes a few minutes on two cores),
+// dynalite comes from npm. Nothing is downloaded from anywhere but the Go
+// module proxy and the npm registry.
 //
 // If a server cannot be installed or started, every entry point fails with a
 // message that says which and why; tests are never skipped for it.
@@ -27,12 +29,18 @@ import (
 	"time"
 )
 
-// Pinned versions. MinIO publishes no Go module versions, so the pseudo-version
-// names the exact commit; dynalite is pinned the same way in package.json.
+// Pinned versions. MinIO and the Runtime Interface Emulator publish no Go
+// module versions the proxy serves, so their pseudo-versions name exact
+// commits; dynalite is pinned the same way in package.json.
 const (
 	MinIOModule     = "github.com/minio/minio"
 	MinIOVersion    = "v0.0.0-20260212201848-7aac2a2c5b7c"
 	DynaliteVersion = "4.0.0"
+	// RIEModule is the AWS Lambda Runtime Interface Emulator, the runtime
+	// API SAM CLI runs inside its containers; RIEPackage is its command.
+	RIEModule  = "github.com/aws/aws-lambda-runtime-interface-emulator"
+	RIEPackage = RIEModule + "/cmd/aws-lambda-rie"
+	RIEVersion = "v0.0.0-20261030222936-bef5c4ba774d"
 )
 
 // CacheDir is where the servers are installed.
@@ -65,6 +73,33 @@ func EnsureMinIO(ctx context.Context, log io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return goInstall(ctx, log, bin, "MinIO", MinIOModule, MinIOVersion, "a few minutes, once")
+}
+
+// RIEPath is where the pinned Runtime Interface Emulator lives once installed.
+func RIEPath() (string, error) {
+	dir, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "aws-lambda-rie-"+RIEVersion, "aws-lambda-rie"), nil
+}
+
+// EnsureRIE returns the path of the pinned AWS Lambda Runtime Interface
+// Emulator, building it first if needed (about a minute on two cores), the
+// same way and with the same lock discipline as EnsureMinIO.
+func EnsureRIE(ctx context.Context, log io.Writer) (string, error) {
+	bin, err := RIEPath()
+	if err != nil {
+		return "", err
+	}
+	return goInstall(ctx, log, bin, "the Lambda Runtime Interface Emulator", RIEPackage, RIEVersion, "once")
+}
+
+// goInstall builds pkg@version with `go install` into bin's directory unless
+// bin is already there. A lock beside the directory makes concurrent callers
+// wait for one build; whoever held it before may have built it already.
+func goInstall(ctx context.Context, log io.Writer, bin, name, pkg, version, how string) (string, error) {
 	if isExecutable(bin) {
 		return bin, nil
 	}
@@ -77,21 +112,21 @@ func EnsureMinIO(ctx context.Context, log io.Writer) (string, error) {
 		return "", err
 	}
 	defer unlock()
-	if isExecutable(bin) { // built by whoever held the lock before us
+	if isExecutable(bin) {
 		return bin, nil
 	}
-	fmt.Fprintf(log, "localaws: building MinIO %s into %s (a few minutes, once)\n", MinIOVersion, dir)
-	cmd := exec.CommandContext(ctx, "go", "install", MinIOModule+"@"+MinIOVersion)
+	fmt.Fprintf(log, "localaws: building %s %s into %s (%s)\n", name, version, dir, how)
+	cmd := exec.CommandContext(ctx, "go", "install", pkg+"@"+version)
 	// GOFLAGS from a developer's shell (-mod=vendor, say) must not leak into
 	// building someone else's module.
 	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("localaws: could not build MinIO (go install %s@%s): %w", MinIOModule, MinIOVersion, err)
+		return "", fmt.Errorf("localaws: could not build %s (go install %s@%s): %w", name, pkg, version, err)
 	}
 	if !isExecutable(bin) {
-		return "", fmt.Errorf("localaws: go install of MinIO succeeded but %s is missing", bin)
+		return "", fmt.Errorf("localaws: go install of %s succeeded but %s is missing", name, bin)
 	}
 	return bin, nil
 }

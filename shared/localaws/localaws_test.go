@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -65,4 +66,37 @@ func TestStartFailsClearly(t *testing.T) {
 		t.Fatalf("error does not say what failed: %v", err)
 	}
 	t.Logf("the error a developer sees: %v", err)
+}
+
+// The Runtime Interface Emulator is installed once: a second call finds the
+// binary in the cache and neither builds nor rewrites it. (Installing into
+// an empty cache takes half a minute of CPU; every fresh machine's first
+// `make test` does it through scripts/ensure-aws-servers.sh.)
+func TestEnsureRIEIsIdempotent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	first, err := EnsureRIE(ctx, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	fi, err := os.Stat(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	second, err := EnsureRIE(ctx, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi2, err := os.Stat(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second != first || !fi2.ModTime().Equal(fi.ModTime()) || log.Len() != 0 {
+		t.Errorf("second EnsureRIE: %s (first %s), modified %v -> %v, said %q", second, first, fi.ModTime(), fi2.ModTime(), log.String())
+	}
+	if !strings.Contains(first, RIEVersion) {
+		t.Errorf("%s is not the pinned version's path", first)
+	}
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -107,4 +108,57 @@ func checkInfo(t *testing.T, info upload.Info) {
 	if int64(info.TotalChunks) != min && int64(info.TotalChunks) != max((info.TotalSize+info.ChunkSize-1)/info.ChunkSize, 1) {
 		t.Fatalf("chunk count %d does not fit %d/%d", info.TotalChunks, info.TotalSize, info.ChunkSize)
 	}
+}
+
+// FuzzQuery: whatever the query string, Detect and ParseChunk either refuse
+// with a 400 or 413, or return a chunk with the guarantees above; and a
+// chunk taken in Resumable.js's names is exactly the chunk the same values
+// in flow.js's names give, under the same key.
+func FuzzQuery(f *testing.F) {
+	f.Add("flowChunkNumber=1&flowChunkSize=1000&flowCurrentChunkSize=1500&flowTotalSize=2500&flowIdentifier=2500-ab&flowFilename=a.b&flowRelativePath=d%2Fa.b&flowTotalChunks=2")
+	f.Add("resumableChunkNumber=2&resumableChunkSize=1000&resumableCurrentChunkSize=1500&resumableTotalSize=3500&resumableType=&resumableIdentifier=3500-ab&resumableFilename=a.b&resumableRelativePath=a.b&resumableTotalChunks=3")
+	f.Add("ns_resumableChunkNumber=1&ns_resumableChunkSize=10&ns_resumableCurrentChunkSize=0&ns_resumableTotalSize=0&ns_resumableIdentifier=0-e&ns_resumableFilename=e&ns_resumableTotalChunks=1")
+	f.Add("flowIdentifier=x&resumableIdentifier=x&flowChunkNumber=1&resumableChunkNumber=2")
+	f.Add("a_resumableIdentifier=x&b_resumableIdentifier=x")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		get := func(k string) (string, bool) {
+			v, ok := q[k]
+			if !ok || len(v) != 1 {
+				return "", false
+			}
+			return v[0], true
+		}
+		var names []string
+		for k := range q {
+			names = append(names, k)
+		}
+		d, err := Detect(names, get)
+		if err != nil {
+			checkRefusal(t, err)
+			return
+		}
+		c, err := d.ParseChunk(get, "ns", fuzzLimits)
+		if err != nil {
+			checkRefusal(t, err)
+			return
+		}
+		checkInfo(t, c.Info)
+		if d.Library != ResumableJS {
+			return
+		}
+		flow := map[string]string{}
+		for fl := field(0); fl < nFields; fl++ {
+			if v, ok := get(d.name(fl)); ok && Flow.name(fl) != "" {
+				flow[Flow.name(fl)] = v
+			}
+		}
+		fc, err := Flow.ParseChunk(func(k string) (string, bool) { v, ok := flow[k]; return v, ok }, "ns", fuzzLimits)
+		if err != nil || fc != c {
+			t.Fatalf("Resumable.js chunk %+v, but the same values in flow.js's names give %+v, %v", c, fc, err)
+		}
+	})
 }

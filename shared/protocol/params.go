@@ -1,7 +1,9 @@
-// Package protocol reads and checks the fields flow.js 2.x sends with every
-// test GET, chunk POST and status request. It knows nothing of HTTP bodies or
-// storage: it turns field values into a validated upload.Info and a chunk
-// number, or into an *upload.InputError that says what is wrong.
+// Package protocol reads and checks the fields flow.js 2.x and Resumable.js
+// 1.x send with every test GET, chunk POST and status request. It knows
+// nothing of HTTP bodies or storage: it tells which library named the fields
+// (Detect), then turns their values into a validated upload.Info and a chunk
+// number, or into an *upload.InputError that says what is wrong in the
+// client's own field names.
 package protocol
 
 import (
@@ -50,6 +52,8 @@ const (
 	MaxIdentifierBytes   = 255
 	MaxFilenameBytes     = 255
 	MaxRelativePathBytes = 1024
+	// MaxTypeBytes bounds Resumable.js's resumableType, a MIME type.
+	MaxTypeBytes = 255
 )
 
 // Fields looks a field up by name; ok is false when the client did not send it.
@@ -63,27 +67,39 @@ type Chunk struct {
 	Size   int64 // bytes the chunk must carry
 }
 
-// ParseChunk validates the fields of a test GET or a chunk POST.
+// ParseChunk validates the fields of a test GET or a chunk POST, named as
+// flow.js names them.
 func ParseChunk(get Fields, namespace string, lim Limits) (Chunk, error) {
-	info, err := parseInfo(get, namespace, lim, true)
+	return Flow.ParseChunk(get, namespace, lim)
+}
+
+// ParseUpload validates the fields that name an upload, named as flow.js
+// names them, for the status request.
+func ParseUpload(get Fields, namespace string, lim Limits) (upload.Info, error) {
+	return Flow.ParseUpload(get, namespace, lim)
+}
+
+// ParseChunk validates the fields of a test GET or a chunk POST.
+func (d Dialect) ParseChunk(get Fields, namespace string, lim Limits) (Chunk, error) {
+	info, err := d.parseInfo(get, namespace, lim, true)
 	if err != nil {
 		return Chunk{}, err
 	}
-	n, err := number(get, FieldChunkNumber, true)
+	n, err := number(get, d.name(fChunkNumber), true)
 	if err != nil {
 		return Chunk{}, err
 	}
 	if n < 1 || n > int64(info.TotalChunks) {
-		return Chunk{}, bad("%s must be between 1 and %d", FieldChunkNumber, info.TotalChunks)
+		return Chunk{}, bad("%s must be between 1 and %d", d.name(fChunkNumber), info.TotalChunks)
 	}
 	c := Chunk{Info: info, Number: int(n)}
 	c.Offset, c.Size = info.ChunkBounds(c.Number)
-	declared, err := number(get, FieldCurrentChunkSize, true)
+	declared, err := number(get, d.name(fCurrentChunkSize), true)
 	if err != nil {
 		return Chunk{}, err
 	}
 	if declared != c.Size {
-		return Chunk{}, bad("%s is %d, but chunk %d of this file has %d bytes", FieldCurrentChunkSize, declared, c.Number, c.Size)
+		return Chunk{}, bad("%s is %d, but chunk %d of this file has %d bytes", d.name(fCurrentChunkSize), declared, c.Number, c.Size)
 	}
 	if c.Size > lim.MaxChunkSize {
 		return Chunk{}, tooLarge("chunk of %d bytes is over the limit of %d bytes; use a smaller chunkSize", c.Size, lim.MaxChunkSize)
@@ -93,64 +109,76 @@ func ParseChunk(get Fields, namespace string, lim Limits) (Chunk, error) {
 
 // ParseUpload validates the fields that name an upload, for the status
 // request: the same as a test GET, with the chunk fields and file name optional.
-func ParseUpload(get Fields, namespace string, lim Limits) (upload.Info, error) {
-	return parseInfo(get, namespace, lim, false)
+func (d Dialect) ParseUpload(get Fields, namespace string, lim Limits) (upload.Info, error) {
+	return d.parseInfo(get, namespace, lim, false)
 }
 
-func parseInfo(get Fields, namespace string, lim Limits, needName bool) (upload.Info, error) {
+func (d Dialect) parseInfo(get Fields, namespace string, lim Limits, needName bool) (upload.Info, error) {
 	var info upload.Info
-	id, ok := get(FieldIdentifier)
+	idField := d.name(fIdentifier)
+	id, ok := get(idField)
 	if !ok || id == "" {
-		return info, bad("missing %s", FieldIdentifier)
+		return info, bad("missing %s", idField)
 	}
-	if err := checkIdentifier(id); err != nil {
+	if err := checkIdentifier(idField, id); err != nil {
 		return info, err
 	}
-	total, err := number(get, FieldTotalSize, true)
+	total, err := number(get, d.name(fTotalSize), true)
 	if err != nil {
 		return info, err
 	}
 	if total > lim.MaxFileSize {
 		return info, tooLarge("file of %d bytes is over the limit of %d bytes", total, lim.MaxFileSize)
 	}
-	chunkSize, err := number(get, FieldChunkSize, true)
+	chunkSize, err := number(get, d.name(fChunkSize), true)
 	if err != nil {
 		return info, err
 	}
 	if chunkSize < 1 {
-		return info, bad("%s must be at least 1", FieldChunkSize)
+		return info, bad("%s must be at least 1", d.name(fChunkSize))
 	}
-	chunks, err := number(get, FieldTotalChunks, true)
+	chunks, err := number(get, d.name(fTotalChunks), true)
 	if err != nil {
 		return info, err
 	}
-	// flow.js counts max(floor(size/chunkSize), 1) chunks, or the ceiling of
-	// that with forceChunkSize: true. Either is fine; anything else is a lie
-	// about the file.
+	// flow.js and Resumable.js count max(floor(size/chunkSize), 1) chunks,
+	// or the ceiling of that with forceChunkSize: true. Either is fine;
+	// anything else is a lie about the file.
 	floor := max(total/chunkSize, 1)
 	ceil := max((total+chunkSize-1)/chunkSize, 1)
 	if chunks != floor && chunks != ceil {
 		return info, bad("%s is %d, but a file of %d bytes in chunks of %d has %d (or %d with forceChunkSize)",
-			FieldTotalChunks, chunks, total, chunkSize, floor, ceil)
+			d.name(fTotalChunks), chunks, total, chunkSize, floor, ceil)
 	}
 	if chunks > int64(lim.MaxChunks) {
 		return info, tooLarge("file of %d chunks is over the limit of %d chunks; use a larger chunkSize", chunks, lim.MaxChunks)
 	}
 
-	name, ok := get(FieldFilename)
+	nameField := d.name(fFilename)
+	name, ok := get(nameField)
 	if !ok {
 		name = ""
 	}
 	if ok || needName {
-		if err := checkFilename(name); err != nil {
+		if err := checkFilename(nameField, name); err != nil {
 			return info, err
 		}
 	}
-	rel, ok := get(FieldRelativePath)
+	relField := d.name(fRelativePath)
+	rel, ok := get(relField)
 	if !ok || rel == "" {
 		rel = name
-	} else if err := checkRelativePath(rel); err != nil {
+	} else if err := checkRelativePath(relField, rel); err != nil {
 		return info, err
+	}
+	if typeField := d.name(fType); typeField != "" {
+		// Resumable.js sends the file's MIME type (often empty). flowgate
+		// does not use it, but takes no odd bytes from a client either.
+		if t, ok := get(typeField); ok {
+			if err := checkType(typeField, t); err != nil {
+				return info, err
+			}
+		}
 	}
 
 	info = upload.Info{
@@ -193,34 +221,34 @@ func number(get Fields, field string, required bool) (int64, error) {
 
 // checkIdentifier: the identifier is hashed, never used as a name, but odd
 // bytes in it are still a sign of a broken or hostile client.
-func checkIdentifier(id string) error {
+func checkIdentifier(field, id string) error {
 	if len(id) > MaxIdentifierBytes {
-		return bad("%s is longer than %d bytes", FieldIdentifier, MaxIdentifierBytes)
+		return bad("%s is longer than %d bytes", field, MaxIdentifierBytes)
 	}
-	if err := checkText(FieldIdentifier, id); err != nil {
+	if err := checkText(field, id); err != nil {
 		return err
 	}
 	if strings.ContainsAny(id, `/\`) {
-		return bad("%s must not contain / or \\", FieldIdentifier)
+		return bad("%s must not contain / or \\", field)
 	}
 	return nil
 }
 
-func checkFilename(name string) error {
+func checkFilename(field, name string) error {
 	if name == "" {
-		return bad("missing %s", FieldFilename)
+		return bad("missing %s", field)
 	}
 	if len(name) > MaxFilenameBytes {
-		return bad("%s is longer than %d bytes", FieldFilename, MaxFilenameBytes)
+		return bad("%s is longer than %d bytes", field, MaxFilenameBytes)
 	}
-	if err := checkText(FieldFilename, name); err != nil {
+	if err := checkText(field, name); err != nil {
 		return err
 	}
 	if strings.ContainsAny(name, `/\`) {
-		return bad("%s must be a name, not a path", FieldFilename)
+		return bad("%s must be a name, not a path", field)
 	}
 	if name == "." || name == ".." {
-		return bad("%s must be a name, not %q", FieldFilename, name)
+		return bad("%s must be a name, not %q", field, name)
 	}
 	return nil
 }
@@ -228,31 +256,40 @@ func checkFilename(name string) error {
 // checkRelativePath accepts what a browser gives for a file picked inside a
 // folder ("photos/2024/a.jpg") and nothing that could climb out of a folder or
 // start at a root.
-func checkRelativePath(p string) error {
+func checkRelativePath(field, p string) error {
 	if len(p) > MaxRelativePathBytes {
-		return bad("%s is longer than %d bytes", FieldRelativePath, MaxRelativePathBytes)
+		return bad("%s is longer than %d bytes", field, MaxRelativePathBytes)
 	}
-	if err := checkText(FieldRelativePath, p); err != nil {
+	if err := checkText(field, p); err != nil {
 		return err
 	}
 	if strings.Contains(p, `\`) {
-		return bad("%s must use / between folders", FieldRelativePath)
+		return bad("%s must use / between folders", field)
 	}
 	if strings.HasPrefix(p, "/") || hasDrive(p) {
-		return bad("%s must be relative", FieldRelativePath)
+		return bad("%s must be relative", field)
 	}
 	for _, seg := range strings.Split(p, "/") {
 		switch seg {
 		case "":
-			return bad("%s has an empty folder name", FieldRelativePath)
+			return bad("%s has an empty folder name", field)
 		case ".", "..":
-			return bad("%s must not contain . or .. folders", FieldRelativePath)
+			return bad("%s must not contain . or .. folders", field)
 		}
 		if len(seg) > MaxFilenameBytes {
-			return bad("%s has a name longer than %d bytes", FieldRelativePath, MaxFilenameBytes)
+			return bad("%s has a name longer than %d bytes", field, MaxFilenameBytes)
 		}
 	}
 	return nil
+}
+
+// checkType accepts a MIME type as a browser gives it for a file (File.type,
+// empty when unknown).
+func checkType(field, t string) error {
+	if len(t) > MaxTypeBytes {
+		return bad("%s is longer than %d bytes", field, MaxTypeBytes)
+	}
+	return checkText(field, t)
 }
 
 // hasDrive spots a Windows drive prefix such as "C:".

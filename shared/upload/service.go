@@ -302,8 +302,10 @@ func bodyErr(err error) error {
 	if errors.Is(err, errTooLong) || errors.Is(err, errTooShort) {
 		return &InputError{Status: http.StatusBadRequest, Msg: err.Error()}
 	}
+	// A body cut off is most likely a network problem: 408, which flow.js
+	// and Resumable.js both retry (Resumable.js gives up on a 400).
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return &InputError{Status: http.StatusBadRequest, Msg: "the request body ended before the chunk did (cut off or malformed)"}
+		return &InputError{Status: http.StatusRequestTimeout, Msg: "the request body ended before the chunk did (cut off or malformed)"}
 	}
 	return &InputError{Status: http.StatusBadRequest, Msg: "could not read the chunk: " + err.Error()}
 }

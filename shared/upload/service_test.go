@@ -191,6 +191,9 @@ func TestPutBodyMustBeExact(t *testing.T) {
 		{"longer by one", bytes.NewReader(append(chunk, 'x')), http.StatusBadRequest},
 		{"longer, one byte at a time", iotest.OneByteReader(bytes.NewReader(append(chunk, 'x', 'y'))), http.StatusBadRequest},
 		{"longer, EOF with data", iotest.DataErrReader(bytes.NewReader(append(chunk, 'x'))), http.StatusBadRequest},
+		// A body cut off in transit is worth a retry: 408, which flow.js
+		// and Resumable.js both retry (Resumable.js gives up on 400).
+		{"cut off mid-chunk", &svcReaderThenError{data: chunk[:5], err: io.ErrUnexpectedEOF}, http.StatusRequestTimeout},
 		{"read error mid-chunk", &svcReaderThenError{data: chunk[:5], err: errors.New("connection reset")}, http.StatusBadRequest},
 		{"read error after the chunk", &svcReaderThenError{data: chunk, err: errors.New("connection reset")}, http.StatusBadRequest},
 		{"over the body limit", &svcReaderThenError{data: chunk[:3], err: &http.MaxBytesError{Limit: 3}}, http.StatusRequestEntityTooLarge},

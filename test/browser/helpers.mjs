@@ -26,6 +26,8 @@ const { chromium } = require("playwright-core");
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const webDir = path.join(repoRoot, "web");
 export const flowJsPath = path.join(webDir, "vendor", "flow.min.js");
+// Resumable.js 1.1.0 from npm (package.json pins it; the page stays on flow.js).
+export const resumableJsPath = path.join(repoRoot, "node_modules", "resumablejs", "resumable.js");
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
 
@@ -259,6 +261,14 @@ export function flowFields({ identifier, name, size, chunkSize, forceChunkSize }
   };
 }
 
+/**
+ * resumableFields are the same fields as Resumable.js names them, after its
+ * parameterNamespace option (prefix).
+ */
+export function resumableFields(file, prefix = "") {
+  return Object.fromEntries(Object.entries(flowFields(file)).map(([k, v]) => [prefix + k.replace(/^flow/, "resumable"), v]));
+}
+
 export async function status(server, fields) {
   const r = await fetch(`${server.url}/upload/status?${new URLSearchParams(fields)}`, { signal: AbortSignal.timeout(5000) });
   if (!r.ok) throw new Error(`status: ${r.status} ${await r.text()}`);
@@ -335,6 +345,9 @@ export async function launchBrowser() {
   if (!fs.existsSync(flowJsPath)) {
     throw new Error(`${flowJsPath} is missing: run make web`);
   }
+  if (!fs.existsSync(resumableJsPath)) {
+    throw new Error(`${resumableJsPath} is missing: run npm ci`);
+  }
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
 }
 
@@ -352,7 +365,8 @@ export async function newPage(browser, opts = {}) {
 /**
  * watchUploads records the page's requests to /upload: how many POSTs and
  * GETs it sent, the chunk number and identifier of each POST (`sent`,
- * `sentIds`, read from the form),
+ * `sentIds`, read from the form or the query string, in flow.js's or
+ * Resumable.js's names),
  * the status of each POST answered, and the chunk numbers the server
  * acknowledged with 200 (`acked`: those chunks are stored and counted).
  * Call it before any other page.route of /upload; those can pass requests on
@@ -378,9 +392,11 @@ export async function watchUploads(page, { delayMs = 0, bodies = true } = {}) {
     if (req.method() !== "POST") return;
     w.posts++;
     const head = req.postDataBuffer()?.subarray(0, 2048).toString("latin1") ?? "";
-    const field = (name) => new RegExp(`name="${name}"\r\n\r\n([^\r]*)\r\n`).exec(head)?.[1] ?? null;
-    w.sent.push(Number(field("flowChunkNumber")) || null);
-    w.sentIds.push(field("flowIdentifier"));
+    const query = new URL(req.url()).searchParams;
+    const one = (name) => new RegExp(`name="${name}"\r\n\r\n([^\r]*)\r\n`).exec(head)?.[1] ?? query.get(name);
+    const field = (name) => one(`flow${name}`) ?? one(`resumable${name}`);
+    w.sent.push(Number(field("ChunkNumber")) || null);
+    w.sentIds.push(field("Identifier"));
   });
   page.on("requestfinished", async (req) => {
     if (!isUpload(req) || req.method() !== "POST") return;

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
+	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
 	"github.com/flowgate/flowgate/shared/streamassemble"
@@ -159,7 +160,7 @@ func TestHostileAWS(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	d := awsdeploy.NewWithAWS(cfg, awstest.Config(t), log)
-	srv := httptest.NewServer(awsdeploy.APIGateway(httpadapter.New(d.Handler()).ProxyWithContext))
+	srv := httptest.NewServer(apigw.APIGateway(httpadapter.New(d.Handler()).ProxyWithContext))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	a.poller = &streamassemble.Poller{

@@ -406,13 +406,13 @@ func cases() []hcase {
 		req: func(f hfile, e env) request {
 			return request{query: f.params(1).query(), contentType: "multipart/form-data; boundary=zz", body: []byte("this is not multipart at all")}
 		}})
-	add(hcase{name: "multipart cut off inside the file", want: 400,
+	add(hcase{name: "multipart cut off inside the file", want: 408, // cut short: both libraries retry 408
 		req: func(f hfile, e env) request {
 			r := flowMultipart(f.params(1), f.chunk(1))
 			r.body = r.body[:len(r.body)-600]
 			return r
 		}})
-	add(hcase{name: "multipart without its closing boundary", want: 400,
+	add(hcase{name: "multipart without its closing boundary", want: 408, // cut short: both libraries retry 408
 		req: func(f hfile, e env) request {
 			r := flowMultipart(f.params(1), f.chunk(1))
 			r.body = r.body[:len(r.body)-8]

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
+	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/streamassemble"
 	"github.com/flowgate/flowgate/shared/upload"
@@ -46,7 +47,7 @@ func addSampleEvents(f *testing.F, prefix string) {
 
 // uploadFunction is the upload function's handler, built by awsdeploy from
 // its configuration as functions/upload does, with in-memory storage.
-func uploadFunction(f *testing.F, ledger *memLedger, store *memStore) awsdeploy.RESTHandler {
+func uploadFunction(f *testing.F, ledger *memLedger, store *memStore) apigw.RESTHandler {
 	vars := map[string]string{
 		"FLOWGATE_BUCKET": "fuzz", "FLOWGATE_TABLE": "fuzz",
 		"FLOWGATE_MAX_FILE_SIZE": "64MiB", "FLOWGATE_MAX_CHUNK_SIZE": "1MiB", "FLOWGATE_MAX_CHUNKS": "1000",

@@ -32,6 +32,7 @@ import (
 
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
+	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/streamassemble"
@@ -84,7 +85,7 @@ func Run(ctx context.Context, getenv func(string) string, out io.Writer, log *sl
 	assembler := d.StreamHandler()
 	poller := &streamassemble.Poller{Handler: assembler, Ledger: d.Ledger, Interval: 500 * time.Millisecond}
 
-	api := awsdeploy.APIGateway(httpadapter.New(d.Handler()).ProxyWithContext)
+	api := apigw.APIGateway(httpadapter.New(d.Handler()).ProxyWithContext)
 	mux := http.NewServeMux()
 	mux.Handle("/upload", api)
 	mux.Handle("/upload/status", api)

@@ -1,7 +1,8 @@
 // Command localaws installs and runs the local S3 (MinIO) and DynamoDB
 // (dynalite) servers at their pinned versions.
 //
-//	localaws ensure   install both into the cache (idempotent)
+//	localaws ensure   install both, and the Lambda Runtime Interface
+//	                  Emulator, into the cache (idempotent)
 //	localaws run      start both and print their environment; stop on Ctrl-C
 //	localaws dev      `make dev`: the upload API on the AWS code path against
 //	                  both (see package devserver); stop on Ctrl-C
@@ -42,7 +43,11 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		fmt.Printf("minio:    %s\ndynalite: %s\n", minio, dynalite)
+		rie, err := localaws.EnsureRIE(ctx, os.Stderr)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Printf("minio:    %s\ndynalite: %s\nrie:      %s\n", minio, dynalite, rie)
 	case "run":
 		s, err := localaws.Start(ctx, localaws.Options{
 			MinIOAddr:    envOr("FLOWGATE_MINIO_ADDR", "127.0.0.1:9000"),
