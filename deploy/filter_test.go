@@ -269,12 +269,12 @@ func TestStreamFilterOnLedgerRecords(t *testing.T) {
 	}
 }
 
-// The template's filters are the ones package streamassemble documents
-// (and handles).
+// The template's filters are the ones package dynamoledger documents with
+// the stream's records (stream.go), which streamassemble handles.
 func TestStreamFilterIsDocumented(t *testing.T) {
 	raw := readTemplate(t, "../template.yaml")
 	filters := streamFilters(t, evaluate(t, raw, nil))
-	src, err := os.ReadFile("../shared/streamassemble/streamassemble.go")
+	src, err := os.ReadFile("../shared/dynamoledger/stream.go")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,13 +283,13 @@ func TestStreamFilterIsDocumented(t *testing.T) {
 		if p, ok := strings.CutPrefix(line, "//\t{"); ok {
 			var m map[string]any
 			if err := json.Unmarshal([]byte("{"+p), &m); err != nil {
-				t.Fatalf("streamassemble doc pattern %q: %v", p, err)
+				t.Fatalf("dynamoledger's documented pattern %q: %v", p, err)
 			}
 			documented = append(documented, m)
 		}
 	}
 	if !reflect.DeepEqual(filters, documented) {
-		t.Errorf("template filters %v, streamassemble documents %v", filters, documented)
+		t.Errorf("template filters %v, dynamoledger documents %v", filters, documented)
 	}
 }
 

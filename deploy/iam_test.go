@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/flowgate/flowgate/shared/dynamoledger"
 )
 
 // Each SDK operation the code calls, as IAM sees it: the actions it needs
@@ -35,9 +37,14 @@ var operationNeeds = map[string][]need{
 	"dynamodb:PutItem":           {{"dynamodb:PutItem", table}},
 	"dynamodb:UpdateItem":        {{"dynamodb:UpdateItem", table}},
 	"dynamodb:DeleteItem":        {{"dynamodb:DeleteItem", table}},
-	"dynamodb:Query":             {{"dynamodb:Query", table}},
-	"dynamodb:Scan":              {{"dynamodb:Scan", table}},
-	"eventbridge:PutEvents":      {{"events:PutEvents", eventBus}},
+	// The only query is the re-drive's, of the index of owed uploads.
+	"dynamodb:Query":                   {{"dynamodb:Query", dueIndex}},
+	"dynamodbstreams:GetShardIterator": {{"dynamodb:GetShardIterator", tableStream}},
+	"dynamodbstreams:GetRecords":       {{"dynamodb:GetRecords", tableStream}},
+	"sqs:ReceiveMessage":               {{"sqs:ReceiveMessage", failureQueue}},
+	"sqs:DeleteMessage":                {{"sqs:DeleteMessage", failureQueue}},
+	"dynamodb:Scan":                    {{"dynamodb:Scan", table}},
+	"eventbridge:PutEvents":            {{"events:PutEvents", eventBus}},
 	// Deliberately absent: CreateBucket, CreateTable, UpdateTimeToLive
 	// (awsdeploy.CreateResources, for local servers). A function that could
 	// reach them fails here: on AWS the template owns the resources.
@@ -56,6 +63,7 @@ const (
 	chunkObject
 	finishedObject
 	table
+	dueIndex
 	tableStream
 	eventBus
 	failureQueue
@@ -84,6 +92,7 @@ func sampleARNs(s *stack, fnID string, env map[string]string) arns {
 		chunkObject:    "arn:aws:s3:::" + bucketName + "/" + staging + "1c0312c723afdd1fe40b2064627b0275/00000001",
 		finishedObject: "arn:aws:s3:::" + bucketName + "/" + finished + "1c0312c723afdd1fe40b2064627b0275-00112233/photo.jpg",
 		table:          tableArn,
+		dueIndex:       tableArn + "/index/" + dynamoledger.DueIndex,
 		tableStream:    s.getAtt("LedgerTable", "StreamArn"),
 		eventBus:       s.getAtt("UploadsBus", "Arn"),
 		failureQueue:   s.getAtt("AssemblyFailureQueue", "Arn"),
@@ -136,7 +145,7 @@ func requiredNeeds(t *testing.T, s *stack, fnID string, facts codeFacts) []need 
 			if get(ev, "Properties", "DestinationConfig", "OnFailure", "Destination") != nil {
 				needs = append(needs, need{"sqs:SendMessage", failureQueue})
 			}
-		case "EventBridgeRule", "Api", "":
+		case "EventBridgeRule", "Api", "Schedule", "":
 			// Invoked through a resource policy: nothing on the role.
 		default:
 			t.Errorf("%s: event type %s is not modelled", fnID, str(get(ev, "Type")))

@@ -98,11 +98,24 @@ var leftAtDefault = map[string]map[string]string{
 		"FLOWGATE_EVENT_BUS":            "the upload function never publishes",
 		"FLOWGATE_ASSEMBLY_LEASE":       "the upload function never assembles",
 		"FLOWGATE_ASSEMBLY_CONCURRENCY": "the upload function never assembles",
+		"FLOWGATE_FAILURE_QUEUE":        "only the re-drive replays the failure queue",
 	},
 	"AssembleFunction": {
 		"FLOWGATE_NAMESPACE_HEADER":     "the assembler serves no requests",
 		"FLOWGATE_AUTH":                 "the assembler serves no requests",
 		"FLOWGATE_ALLOWED_ORIGINS":      "the assembler serves no requests",
+		"FLOWGATE_MAX_FILE_SIZE":        "limits are enforced when chunks arrive",
+		"FLOWGATE_MAX_CHUNK_SIZE":       "limits are enforced when chunks arrive",
+		"FLOWGATE_MAX_CHUNKS":           "limits are enforced when chunks arrive",
+		"FLOWGATE_EXPIRY":               "only counting a chunk sets the idle expiry",
+		"FLOWGATE_RECORD_TTL":           "a week of status for finished uploads is the design's default",
+		"FLOWGATE_ASSEMBLY_CONCURRENCY": "4 parts in flight per assembly suits the function's memory",
+		"FLOWGATE_FAILURE_QUEUE":        "only the re-drive replays the failure queue (the assembler fills it, by its event source mapping)",
+	},
+	"RedriveFunction": {
+		"FLOWGATE_NAMESPACE_HEADER":     "the re-drive serves no requests",
+		"FLOWGATE_AUTH":                 "the re-drive serves no requests",
+		"FLOWGATE_ALLOWED_ORIGINS":      "the re-drive serves no requests",
 		"FLOWGATE_MAX_FILE_SIZE":        "limits are enforced when chunks arrive",
 		"FLOWGATE_MAX_CHUNK_SIZE":       "limits are enforced when chunks arrive",
 		"FLOWGATE_MAX_CHUNKS":           "limits are enforced when chunks arrive",
@@ -121,8 +134,14 @@ var leftAtDefault = map[string]map[string]string{
 // of each service its code calls, and the CA bundle.
 func sdkEndpointVars(facts codeFacts) map[string]bool {
 	vars := map[string]bool{}
+	// The variable is named after the SDK's service ID ("DynamoDB Streams"
+	// gives AWS_ENDPOINT_URL_DYNAMODB_STREAMS).
+	serviceID := map[string]string{"dynamodbstreams": "DYNAMODB_STREAMS"}
 	for op := range facts.Ops {
 		svc, _, _ := strings.Cut(op, ":")
+		if id, ok := serviceID[svc]; ok {
+			svc = id
+		}
 		vars["AWS_ENDPOINT_URL_"+strings.ToUpper(svc)] = true
 	}
 	if len(vars) > 0 {

@@ -18,6 +18,7 @@
 //	FLOWGATE_RECORD_TTL         finished records are kept this long (168h)
 //	FLOWGATE_ASSEMBLY_LEASE     an assembler's claim lasts this long (15m, the Lambda maximum)
 //	FLOWGATE_ASSEMBLY_CONCURRENCY  parts in flight per assembly (4)
+//	FLOWGATE_FAILURE_QUEUE      the stream's on-failure queue (URL), which the re-drive replays
 //	FLOWGATE_AUTH               who the caller is: none (public namespace), cognito or jwt
 //	                            (the identity API Gateway's authorizer verified; see GatewayNamespace)
 //
@@ -39,15 +40,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/flowgate/flowgate/shared/config"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/httpapi"
 	"github.com/flowgate/flowgate/shared/metrics"
 	"github.com/flowgate/flowgate/shared/publish"
+	"github.com/flowgate/flowgate/shared/redrive"
 	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/shared/streamassemble"
 	"github.com/flowgate/flowgate/shared/upload"
@@ -64,6 +68,7 @@ type Config struct {
 	Bucket, Table                 string
 	StagingPrefix, FinishedPrefix string
 	EventBus                      string
+	FailureQueue                  string
 	Auth                          string
 	IdleTTL, RecordTTL, Lease     time.Duration
 	StagingRetention              time.Duration
@@ -96,6 +101,7 @@ func Load(getenv func(string) string) (Config, error) {
 		StagingPrefix:    e.String("FLOWGATE_STAGING_PREFIX", s3store.DefaultStagingPrefix),
 		FinishedPrefix:   e.String("FLOWGATE_FINISHED_PREFIX", s3store.DefaultFinishedPrefix),
 		EventBus:         e.String("FLOWGATE_EVENT_BUS", ""),
+		FailureQueue:     e.String("FLOWGATE_FAILURE_QUEUE", ""),
 		Auth:             e.String("FLOWGATE_AUTH", AuthNone),
 		IdleTTL:          e.Duration("FLOWGATE_EXPIRY", dynamoledger.DefaultIdleTTL),
 		RecordTTL:        e.Duration("FLOWGATE_RECORD_TTL", dynamoledger.DefaultDoneTTL),
@@ -145,9 +151,11 @@ type Deployment struct {
 	Publisher upload.Publisher
 	Service   *upload.Service
 	Metrics   *metrics.Metrics
-	// The SDK clients underneath, for setup and checks.
+	// The SDK clients underneath, for setup and checks, and their
+	// configuration.
 	S3       *s3.Client
 	DynamoDB *dynamodb.Client
+	AWS      aws.Config
 }
 
 // New builds the deployment with the SDK's default configuration chain.
@@ -188,7 +196,7 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 		// OnReady stays nil: on AWS the DynamoDB stream starts the
 		// assembler. `make dev` sets it to queue the upload in-process.
 		Service: &upload.Service{Store: store, Ledger: ledger},
-		S3:      s3c, DynamoDB: db,
+		S3:      s3c, DynamoDB: db, AWS: awsCfg,
 	}
 }
 
@@ -217,6 +225,20 @@ func (d *Deployment) Handler() http.Handler {
 // batches.
 func (d *Deployment) StreamHandler() *streamassemble.Handler {
 	return &streamassemble.Handler{Pipeline: *d.Pipeline(""), Store: d.Store, Restorer: d.Ledger, Log: d.Log}
+}
+
+// Redriver is the re-drive function's logic for one invocation (owner names
+// it in claims). The failure queue is replayed when FLOWGATE_FAILURE_QUEUE is
+// set.
+func (d *Deployment) Redriver(owner string) *redrive.Redriver {
+	r := &redrive.Redriver{Ledger: d.Ledger, Pipeline: *d.Pipeline(""), Owner: owner, Log: d.Log}
+	if d.Config.FailureQueue != "" {
+		r.Failures = &redrive.Failures{
+			Queue: sqs.NewFromConfig(d.AWS), QueueURL: d.Config.FailureQueue,
+			Stream: dynamodbstreams.NewFromConfig(d.AWS), Handler: d.StreamHandler(),
+		}
+	}
+	return r
 }
 
 // Pipeline is the assembly pipeline for one owner.

@@ -1,0 +1,52 @@
+// Command redrive is the re-drive function, run on a schedule: it replays the
+// stream batches the assembler's event source mapping gave up on, and
+// assembles every upload owed work that nobody is working on (see package
+// redrive), so that no upload depends on one delivery of the stream.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/flowgate/flowgate/shared/awsdeploy"
+	"github.com/flowgate/flowgate/shared/redrive"
+)
+
+func main() {
+	h, err := newHandler(context.Background(), os.Getenv)
+	if err != nil {
+		slog.Error("redrive function cannot start", "err", err)
+		os.Exit(1)
+	}
+	lambda.Start(h)
+}
+
+// newHandler builds the function's handler from its environment. The event
+// (the schedule's, or anything given to a manual invocation) is not read:
+// every run does the whole job.
+func newHandler(ctx context.Context, getenv func(string) string) (func(context.Context, json.RawMessage) (redrive.Report, error), error) {
+	cfg, err := awsdeploy.Load(getenv)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	d, err := awsdeploy.New(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, _ json.RawMessage) (redrive.Report, error) {
+		owner := "redrive"
+		if lc, ok := lambdacontext.FromContext(ctx); ok {
+			owner += ":" + lc.AwsRequestID
+		}
+		rep, err := d.Redriver(owner).Run(ctx)
+		log.InfoContext(ctx, "re-drive", "replayed", rep.Replayed, "dropped", rep.Dropped, "owed", rep.Owed,
+			"driven", rep.Driven, "failed", rep.Failed, "postponed", rep.Postponed)
+		return rep, err
+	}, nil
+}
