@@ -836,3 +836,135 @@ func TestCountSameChunkTwiceInOneCommit(t *testing.T) {
 		t.Fatalf("after counting chunk 1 twice in one commit: received %d, state %s; want 2, receiving", rec.Received, rec.State)
 	}
 }
+
+// openExpiring opens a ledger whose receiving uploads expire after idleTTL,
+// on a test clock.
+func openExpiring(t *testing.T, idleTTL time.Duration) (*Ledger, *testClock) {
+	t.Helper()
+	l, err := Open(filepath.Join(t.TempDir(), "ledger.db"), idleTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	clock := newTestClock()
+	l.SetClock(clock.now)
+	return l, clock
+}
+
+// A receiving record idle past its expiry is not live, even before the
+// sweeper removes it: no chunk of it reads as counted, and the next count
+// starts a new generation in its place (or, for a chunk stored under its
+// own generation meanwhile, revives it).
+func TestExpiredRecordIsNotLive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, clock := openExpiring(t, time.Hour)
+	info := testInfo("public", "expiring", 3*8, 8)
+	if _, err := ledgertest.Count(ctx, l, info, 1); err != nil {
+		t.Fatal(err)
+	}
+	old := mustGet(t, l, info.Key)
+	clock.advance(time.Hour + time.Second)
+	slot, err := l.Lookup(ctx, info, 1)
+	if err != nil || !slot.New || slot.Counted || slot.Replaces != old.Generation || slot.Generation == old.Generation {
+		t.Fatalf("Lookup of an expired upload's counted chunk = %+v, %v; want a new generation replacing %s", slot, err, old.Generation)
+	}
+	// A request that looked chunk 2 up before the expiry still counts it in
+	// the old generation, which it revives.
+	if _, err := l.Count(ctx, info, 2, upload.Slot{State: upload.StateReceiving, Generation: old.Generation}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := mustGet(t, l, info.Key); rec.Generation != old.Generation || rec.Received != 2 {
+		t.Fatalf("after a count in the expired generation: %+v", rec)
+	}
+	// The new slot, taken while the record was dead, is stale now.
+	var stale *upload.StaleSlotError
+	if _, err := l.Count(ctx, info, 1, slot); !errors.As(err, &stale) || stale.Current.Generation != old.Generation || !stale.Current.Counted {
+		t.Fatalf("Count in a new generation of a revived record: %v; want it told chunk 1 is counted in %s", err, old.Generation)
+	}
+	// Dead again: a new generation replaces it, with none of its chunks.
+	clock.advance(time.Hour + time.Second)
+	if _, err := ledgertest.Count(ctx, l, info, 3); err != nil {
+		t.Fatal(err)
+	}
+	rec := mustGet(t, l, info.Key)
+	if rec.Generation == old.Generation || rec.Received != 1 || rec.State != upload.StateReceiving {
+		t.Fatalf("after the old generation died again: %+v; want a new one with chunk 3 only", rec)
+	}
+	if st, counted := mustLookup(t, l, info, 1); st != upload.StateReceiving || counted {
+		t.Fatalf("chunk 1 of the new generation: %s %v; want not counted", st, counted)
+	}
+}
+
+// A counted chunk is reported only with the record refreshed, so that it
+// stays live for most of its idle expiry after the answer.
+func TestLookupRefreshesWhatItReportsCounted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, clock := openExpiring(t, 8*time.Hour)
+	info := testInfo("public", "refreshed", 2*8, 8)
+	if _, err := ledgertest.Count(ctx, l, info, 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(7 * time.Hour)
+	if _, counted := mustLookup(t, l, info, 1); !counted {
+		t.Fatal("chunk 1 not counted")
+	}
+	if rec := mustGet(t, l, info.Key); !rec.UpdatedAt.Equal(clock.now()) {
+		t.Fatalf("the record was not refreshed by the answer: updated %v, now %v", rec.UpdatedAt, clock.now())
+	}
+	clock.advance(7 * time.Hour) // 14 hours after the chunk, 7 after the answer
+	if _, counted := mustLookup(t, l, info, 1); !counted {
+		t.Fatal("the record expired after the client was told chunk 1 is there")
+	}
+}
+
+// A failed upload is not live either: sending it again starts a new
+// generation at once, which the status shows without the old error.
+func TestFailedUploadStartsAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _ := openLedger(t)
+	info := readyUpload(t, l, "fails")
+	if _, err := l.Claim(ctx, info.Key, "a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Fail(ctx, info.Key, "a", "chunk 2 is missing"); err != nil {
+		t.Fatal(err)
+	}
+	old := mustGet(t, l, info.Key)
+	if ready, err := ledgertest.Count(ctx, l, info, 1); err != nil || ready {
+		t.Fatalf("first chunk sent again: %v, %v", ready, err)
+	}
+	rec := mustGet(t, l, info.Key)
+	if rec.State != upload.StateReceiving || rec.Generation == old.Generation || rec.Error != "" || rec.Received != 1 {
+		t.Fatalf("record after sending a failed upload's first chunk again: %+v", rec)
+	}
+}
+
+// Claims count attempts; Postpone notes why an attempt failed and lets
+// another assembler claim the upload once its time is up.
+func TestAttemptsAndPostpone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, clock := openExpiring(t, 0)
+	info := readyUpload(t, l, "postponed")
+	rec, err := l.Claim(ctx, info.Key, "a", time.Hour)
+	if err != nil || rec.Attempts != 1 {
+		t.Fatalf("first claim: %+v, %v; want attempt 1", rec, err)
+	}
+	if err := l.Postpone(ctx, info.Key, "b", "not mine", clock.now()); !errors.Is(err, upload.ErrLeaseLost) {
+		t.Fatalf("Postpone by a non-owner: %v", err)
+	}
+	if err := l.Postpone(ctx, info.Key, "a", "S3 timed out", clock.now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Claim(ctx, info.Key, "b", time.Hour); !errors.Is(err, upload.ErrNotClaimable) {
+		t.Fatalf("claim by another before the postponed time: %v", err)
+	}
+	clock.advance(time.Minute + time.Second)
+	rec, err = l.Claim(ctx, info.Key, "b", time.Hour)
+	if err != nil || rec.Attempts != 2 || rec.LastError != "S3 timed out" || rec.Owner != "b" {
+		t.Fatalf("claim after the postponed time: %+v, %v", rec, err)
+	}
+}

@@ -350,3 +350,36 @@ func TestPipelineUnknownUpload(t *testing.T) {
 		t.Fatal("assembled an upload that is not ready")
 	}
 }
+
+// An assembly that fails for now is postponed with its reason, which the
+// status shows; one that keeps failing is recorded failed, with the last
+// error, after MaxAttempts: no upload stays owed for ever.
+func TestPipelineGivesUpAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newPipeEnv(t)
+	e.asm.fn = func(int, upload.Record) (upload.Result, error) {
+		return upload.Result{}, errors.New("S3: slow down")
+	}
+	e.p.MaxAttempts = 3
+	svc := &upload.Service{Ledger: e.ledger}
+	for attempt := 1; attempt < 3; attempt++ {
+		if err := e.p.Run(ctx, e.info.Key); err == nil {
+			t.Fatalf("attempt %d: Run = nil, want the error (to be tried again)", attempt)
+		}
+		st, _ := svc.Status(ctx, e.info.Key)
+		if st.State != upload.StateAssembling || st.Error != "S3: slow down" {
+			t.Fatalf("status after attempt %d: %+v; want assembling with the reason", attempt, st)
+		}
+	}
+	if err := e.p.Run(ctx, e.info.Key); err != nil {
+		t.Fatalf("the last attempt: %v, want nil (failed for good)", err)
+	}
+	st, _ := svc.Status(ctx, e.info.Key)
+	if st.State != upload.StateFailed || st.Error != "assembly failed 3 times; the last error: S3: slow down" {
+		t.Fatalf("status after the last attempt: %+v", st)
+	}
+	if n := e.asm.count(); n != 3 {
+		t.Fatalf("assembled %d times, want 3", n)
+	}
+}

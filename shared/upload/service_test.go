@@ -757,3 +757,69 @@ func TestChunkOutsideUploadRefused(t *testing.T) {
 		t.Fatalf("record created: %v", err)
 	}
 }
+
+// barrierStore holds each PutChunk until n of them have arrived, and counts
+// moves: two first chunks stored before either is counted.
+type barrierStore struct {
+	upload.ChunkStore
+	arrived atomic.Int32
+	n       int32
+	moves   atomic.Int32
+}
+
+func (b *barrierStore) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
+	b.arrived.Add(1)
+	for b.arrived.Load() < b.n {
+		time.Sleep(time.Millisecond)
+	}
+	return b.ChunkStore.PutChunk(ctx, info, gen, n, r)
+}
+
+func (b *barrierStore) MoveChunk(ctx context.Context, info upload.Info, n int, from, to string) error {
+	b.moves.Add(1)
+	return b.ChunkStore.MoveChunk(ctx, info, n, from, to)
+}
+
+// Two instances (services with locks of their own) take the first chunks of
+// a new upload at once: each stores under a generation of its own, one
+// creates the record, and the other's chunk is moved into that generation
+// and counted there. Within one instance, concurrent first chunks share a
+// generation and nothing moves.
+func TestFirstChunksOnTwoInstances(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newSvcEnv(t)
+	in := svcInfo("two-instances", 30, 10)
+	data := []byte("0123456789abcdefghijABCDEFGHIJ")
+	for _, tc := range []struct {
+		name      string
+		instances int
+		moves     int32
+	}{{"two instances", 2, 1}, {"one instance", 1, 0}} {
+		store := &barrierStore{ChunkStore: e.store, n: 2}
+		svcs := make([]*upload.Service, tc.instances)
+		for i := range svcs {
+			svcs[i] = &upload.Service{Store: store, Ledger: e.ledger}
+		}
+		var wg sync.WaitGroup
+		for n := 1; n <= 2; n++ {
+			wg.Go(func() {
+				if _, err := svcs[n%tc.instances].Put(ctx, in, n, svcBody(svcChunkOf(in, data, n))); err != nil {
+					t.Errorf("%s: chunk %d: %v", tc.name, n, err)
+				}
+			})
+		}
+		wg.Wait()
+		if got := store.moves.Load(); got != tc.moves {
+			t.Errorf("%s: %d chunks moved, want %d", tc.name, got, tc.moves)
+		}
+		if ready, err := svcs[0].Put(ctx, in, 3, svcBody(svcChunkOf(in, data, 3))); err != nil || !ready {
+			t.Fatalf("%s: last chunk: %v %v", tc.name, ready, err)
+		}
+		if got := e.assemble(t, in.Key); !bytes.Equal(got, data) {
+			t.Fatalf("%s: assembled %q, want %q", tc.name, got, data)
+		}
+		// The same upload again, from scratch (a new identifier).
+		in = svcInfo("two-instances-"+tc.name, 30, 10)
+	}
+}
