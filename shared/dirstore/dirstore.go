@@ -65,7 +65,7 @@ func New(root string) (*Store, error) {
 // PutChunk writes the chunk at its offset in the generation's staging file
 // and syncs it.
 func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
-	if !validKey(info.Key) || !validKey(gen) {
+	if !upload.ValidName(info.Key) || !upload.ValidName(gen) {
 		return fmt.Errorf("dirstore: invalid upload key or generation")
 	}
 	name := stagingName(info.Key, gen)
@@ -114,7 +114,7 @@ func (s *Store) commit(f *os.File, name string, created bool) error {
 // MoveChunk copies chunk n's bytes from generation from's staging file into
 // generation to's. (The source stays until its generation is discarded.)
 func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to string) error {
-	if !validKey(info.Key) || !validKey(from) || !validKey(to) {
+	if !upload.ValidName(info.Key) || !upload.ValidName(from) || !upload.ValidName(to) {
 		return fmt.Errorf("dirstore: invalid upload key or generation")
 	}
 	src, err := os.Open(s.stagingPath(stagingName(info.Key, from)))
@@ -140,7 +140,7 @@ func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to
 
 // Discard removes the generation's staging file.
 func (s *Store) Discard(ctx context.Context, key, gen string) error {
-	if !validKey(key) || !validKey(gen) {
+	if !upload.ValidName(key) || !upload.ValidName(gen) {
 		return fmt.Errorf("dirstore: invalid upload key or generation")
 	}
 	name := stagingName(key, gen)
@@ -162,7 +162,7 @@ func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), partSuffix)
 		key, gen, ok2 := strings.Cut(name, "-")
-		if !ok || !ok2 || !validKey(key) || !validKey(gen) {
+		if !ok || !ok2 || !upload.ValidName(key) || !upload.ValidName(gen) {
 			continue
 		}
 		fi, err := e.Info()
@@ -178,7 +178,7 @@ func (s *Store) Staged(ctx context.Context) ([]upload.Staged, error) {
 // moves it into files/ and syncs the directory. Run again after a crash, it
 // finds the file already moved and returns the same result.
 func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result, error) {
-	if !validKey(rec.Key) || !validKey(rec.Generation) {
+	if !upload.ValidName(rec.Key) || !upload.ValidName(rec.Generation) {
 		return upload.Result{}, &upload.PermanentError{Reason: "invalid upload key or generation"}
 	}
 	rel := filepath.Join(filesDir, rec.Key+"-"+rec.Generation, upload.SafeFileName(rec.FileName))
@@ -249,19 +249,4 @@ func (s *Store) syncDir(dir string) error {
 	}
 	defer d.Close()
 	return s.dirs.sync(dir, d)
-}
-
-// validKey accepts the lowercase hex names the ledger makes, and nothing that
-// could be a path.
-func validKey(k string) bool {
-	if len(k) == 0 || len(k) > 64 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -136,7 +136,7 @@ func (s *Store) FinalKey(rec upload.Record) string {
 // fails, or yields more or fewer bytes than the chunk's size, the request is
 // cut off before its end and S3 stores nothing.
 func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
-	if !validName(info.Key) || !validName(gen) {
+	if !upload.ValidName(info.Key) || !upload.ValidName(gen) {
 		return errors.New("s3store: invalid upload key or generation")
 	}
 	_, size := info.ChunkBounds(n)
@@ -165,7 +165,7 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n in
 // writing rather than CopyObject keeps the upload function's permissions to
 // the staging prefix.
 func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to string) error {
-	if !validName(info.Key) || !validName(from) || !validName(to) {
+	if !upload.ValidName(info.Key) || !upload.ValidName(from) || !upload.ValidName(to) {
 		return errors.New("s3store: invalid upload key or generation")
 	}
 	src := s.ChunkKey(info.Key, from, n)
@@ -183,7 +183,7 @@ func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to
 // Discard deletes the staged chunks of one generation of the upload, and
 // aborts any multipart upload an interrupted assembly of it left.
 func (s *Store) Discard(ctx context.Context, key, gen string) error {
-	if !validName(key) || !validName(gen) {
+	if !upload.ValidName(key) || !upload.ValidName(gen) {
 		return errors.New("s3store: invalid upload key or generation")
 	}
 	objs, err := s.listStaged(ctx, key, gen)
@@ -391,19 +391,4 @@ func probeEnd(r io.Reader) error {
 		}
 	}
 	return io.ErrNoProgress
-}
-
-// validName accepts the lowercase hex names the ledgers make for upload keys
-// and generations, and nothing that could change an object key's shape.
-func validName(k string) bool {
-	if len(k) == 0 || len(k) > 64 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -39,3 +39,19 @@ func digest(fields ...string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
+
+// ValidName reports whether s has the shape of the names storage sees: an
+// upload key or a generation, lowercase hex of at most 64 digits. Stores
+// check every name they are given with it, so that nothing else can ever
+// become part of a path or an object key, whatever a caller passes.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
