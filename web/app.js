@@ -62,7 +62,10 @@
   // random identifier instead, remembered in localStorage under the file's
   // fingerprint (path, size, modification time), so that choosing the same
   // file after a reload finds the same upload and resumes it. Once the file
-  // is complete the entry is forgotten: uploading it again is a new upload.
+  // is complete, or has failed, the entry is forgotten: choosing it again is
+  // a new upload. (Kept after a failure, the identifier would bring the file
+  // back to the same dead upload, and flow.js ignores a file chosen again
+  // while one with its identifier is still on the page.)
   var ID_PREFIX = "flowgate:id:";
   var PENDING_KEY = "flowgate:pending";
   var KEEP_MS = 7 * 24 * 3600 * 1000;
@@ -239,6 +242,7 @@
       e.state = "failed";
       e.message = refusal(status, text);
       forgetPending(file);
+      forgetIdentifier(file);
       announce(file.relativePath + ": " + e.message);
     } else {
       // Out of chunk retries: the network or the server is down for longer.
@@ -275,6 +279,7 @@
     li.querySelector("progress").setAttribute("aria-label", "Progress of " + name);
     var e = {
       file: file, li: li, state: "uploading", message: "", result: null, waits: 0, timer: null, retryAt: 0, shown: 0,
+      following: null, stalls: 0, recoveries: 0, note: "", // see follow and recover
       meter: new Meter(), speed: 0,
       bar: li.querySelector("progress"), status: li.querySelector(".status"),
       pause: li.querySelector(".pause"), retry: li.querySelector(".retry"), cancel: li.querySelector(".cancel"),
@@ -333,7 +338,27 @@
   // --- Following the server after flow.js is done ----------------------------
   // The last chunk makes the upload ready; the server then assembles the file.
   // Ask until it is complete (size and location) or failed (why).
-  function follow(e, attempt) {
+  //
+  // flow.js tests a chunk only before it first sends it. If the server's
+  // record of the upload expired while the file was paused (or the tab
+  // slept), the chunks sent after that start a new upload there, which never
+  // gets the chunks sent before: the status stays "receiving" with chunks
+  // missing, or, once that record expires too, says "unknown". The page then
+  // starts the file again (flow.js's retry: new chunks, each tested again),
+  // so exactly the chunks the server lacks are sent, at most MAX_RECOVERIES
+  // times per file; after that the file fails and says why.
+  var MAX_RECOVERIES = 3;
+  // A stall must be seen on this many answers in a row (about 0.6 s) before
+  // the page acts on it: a slow or lagging read costs a little waiting, not
+  // a whole pass of test requests.
+  var STALL_ANSWERS = 3;
+
+  function follow(e, attempt, token) {
+    if (!token) {
+      // A newer follow (after a recovery) or a recovery ends this one.
+      token = e.following = {};
+      e.stalls = 0;
+    }
     var file = e.file;
     var url = resolve(api);
     url.pathname = url.pathname.replace(/\/$/, "") + "/status";
@@ -344,21 +369,22 @@
     q.set("flowTotalSize", file.size);
     q.set("flowChunkSize", file.chunkSize);
     q.set("flowTotalChunks", file.chunks.length || Math.max(Math.ceil(file.size / file.chunkSize), 1));
+    var current = function () { return entries[file.uniqueIdentifier] === e && e.following === token; };
     var again = function () {
-      if (!entries[file.uniqueIdentifier]) { return; }
+      if (!current()) { return; }
       if (attempt >= 400) {
         e.message = "Uploaded; the server is still assembling it. Check again later.";
         render();
         return;
       }
-      setTimeout(function () { follow(e, attempt + 1); }, Math.min(200 * (attempt + 1), 3000));
+      setTimeout(function () { follow(e, attempt + 1, token); }, Math.min(200 * (attempt + 1), 3000));
     };
     fetch(url.href, { cache: "no-store", headers: typeof headers === "function" ? headers(file) : headers })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) { return { ok: r.ok, status: r.status, body: body }; });
       })
       .then(function (res) {
-        if (!entries[file.uniqueIdentifier]) { return; }
+        if (!current()) { return; }
         var st = res.body || {};
         if (!res.ok) {
           if (PERMANENT.indexOf(res.status) >= 0) { finish(e, "failed", refusal(res.status, st.error || "")); } else { again(); }
@@ -366,21 +392,61 @@
           e.result = { size: st.size, location: st.location };
           finish(e, "complete", "");
         } else if (st.state === "failed") {
-          finish(e, "failed", "The server could not assemble the file: " + (st.error || "unknown error"));
-        } else if (st.state === "unknown" && attempt >= 10) {
-          finish(e, "failed", "The server does not know this upload any more; upload it again.");
+          finish(e, "failed", "The server could not assemble the file: " + (st.error || "unknown error") +
+            ". Choose the file again to upload it anew.");
+        } else if (stalled(st)) {
+          if (++e.stalls >= STALL_ANSWERS) { recover(e, st); } else { again(); }
         } else {
+          e.stalls = 0;
           again();
         }
       })
       .catch(again);
   }
 
+  // stalled tells whether a status, asked after flow.js sent every chunk,
+  // means the server will never finish the upload by itself.
+  function stalled(st) {
+    return st.state === "unknown" ||
+      (st.state === "receiving" && typeof st.received === "number" && typeof st.total === "number" && st.received < st.total);
+  }
+
+  // recover sends again what the server lacks (see above), or gives up.
+  function recover(e, st) {
+    e.following = null;
+    var name = e.file.relativePath;
+    if (e.recoveries >= MAX_RECOVERIES) {
+      finish(e, "failed", "The server lost part of this upload again after " + MAX_RECOVERIES +
+        " attempts to send it the missing pieces. Choose the file again to upload it anew.");
+      return;
+    }
+    e.recoveries++;
+    var why;
+    if (st.state === "unknown") {
+      e.note = "Sending it again: the server no longer had it";
+      why = "the server no longer had this upload (it expired there); sending the whole file again.";
+    } else {
+      var missing = st.total - st.received;
+      e.note = "Sending again " + missing + " piece" + (missing === 1 ? "" : "s") + " the server lost";
+      why = "the server lost " + missing + " of " + st.total + " pieces (the upload expired there while it waited); sending them again.";
+    }
+    announce(name + ": " + why);
+    e.state = "uploading";
+    e.message = "";
+    e.shown = 0; // the bar follows the new pass, not the finished one
+    e.file.paused = false;
+    e.file.retry(); // new chunks, each tested: only those the server lacks are sent
+    render();
+  }
+
   function finish(e, state, message) {
+    e.following = null;
     e.state = state;
     e.message = message;
     forgetPending(e.file);
-    if (state === "complete") { forgetIdentifier(e.file); }
+    // A failed upload cannot be continued: forget its identifier, so that
+    // choosing the file again starts a new upload.
+    forgetIdentifier(e.file);
     announce(e.file.relativePath + (state === "complete" ? ": upload complete" : ": " + message));
     render();
   }
@@ -492,6 +558,7 @@
           text += " · " + human(e.speed) + "/s";
           if (f.size > bytes) { text += " · " + duration((f.size - bytes) / e.speed) + " left"; }
         }
+        if (e.note) { text = e.note + " · " + text; }
         break;
       case "paused": text = "Paused at " + percent(progress); break;
       case "retrying": text = e.message; cls = "warn"; break;
@@ -502,6 +569,7 @@
       case "assembling": text = e.message || "Uploaded; the server is putting the file together…"; break;
       case "complete":
         text = "Complete: " + human(e.result.size) + (e.result.location ? ", saved as " + e.result.location : "");
+        if (e.recoveries) { text += " · after sending again what the server had lost"; }
         cls = "done";
         break;
       case "failed": text = e.message; cls = "error"; break;

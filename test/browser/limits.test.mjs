@@ -51,6 +51,10 @@ test("a file over the size limit shows the permanent error; the others still upl
   await h.checkUploaded(assert, server, page, [ok]);
   assert.equal(fs.readdirSync(path.join(server.dataDir, "files")).length, 1, "one finished file on the server");
 
+  // Neither file's identifier is kept: the complete one's, nor the failed
+  // one's (chosen again, it would be a new upload).
+  assert.deepEqual(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("flowgate:id:"))), []);
+
   // The failed file is not offered for resuming after a reload.
   await page.reload();
   assert.equal(await page.locator("#unfinished").isVisible(), false);
