@@ -28,10 +28,11 @@ run: web
 	$(GO) build -o $(TOOLS)/flowgate ./cmd/flowgate
 	./$(TOOLS)/flowgate
 
-## dev: the same server on the AWS code path (S3 store, DynamoDB ledger, stream-driven
-## assembly) against MinIO and dynalite on 127.0.0.1, started and stopped with it
+## dev: the serverless deployment on this machine: the functions' bootstraps under the
+## Lambda emulator (FLOWGATE_DEV_INSTANCES upload instances), the ledger's stream and
+## TTL emulated in front of dynalite, S3 on MinIO; all on 127.0.0.1, stopped with it
 dev: web aws-servers
-	$(GO) run ./shared/localaws/cmd/localaws dev
+	$(GO) run ./internal/devstack/cmd/flowgate-dev
 
 ## test: every test, the way CI runs it
 test: deps vet unit fuzz-short browser-test

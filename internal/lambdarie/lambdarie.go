@@ -229,6 +229,9 @@ func (i *Instance) waitReady(ctx context.Context, addr string) error {
 	}
 }
 
+// Pid is the RIE process's id; the function's bootstrap runs as its child.
+func (i *Instance) Pid() int { return i.cmd.Process.Pid }
+
 // ErrStopped is what Invoke returns once Stop was called.
 var ErrStopped = errors.New("lambdarie: the instance is stopped")
 

@@ -179,17 +179,18 @@ export async function startServer({ dataDir, port, env = {} } = {}) {
 }
 
 /**
- * startDevServer runs `make dev`'s server (localaws dev: the AWS code path,
- * Lambda handler behind an emulated API Gateway, S3 on MinIO, DynamoDB on
- * dynalite) on free ports, and returns it with what is needed to read the
+ * startDevServer runs `make dev`'s server (flowgate-dev: the functions'
+ * bootstraps under the Lambda emulator, several upload instances behind an
+ * emulated API Gateway, S3 on MinIO, DynamoDB on dynalite behind the
+ * emulated stream and TTL) on free ports, and returns it with what is needed to read the
  * finished objects back: s3 { endpoint, bucket, accessKey, secretKey, ca }.
  * MinIO is built on first use (about 4 minutes; `make deps` does it ahead).
  */
 export async function startDevServer() {
-  const bin = await build("./shared/localaws/cmd/localaws", "localaws");
+  const bin = await build("./internal/devstack/cmd/flowgate-dev", "flowgate-dev");
   const [port, minio, dynalite] = [await freePort(), await freePort(), await freePort()];
   const svc = await spawnService({
-    what: "localaws dev", bin, args: ["dev"], port, readyMs: 360_000,
+    what: "flowgate-dev", bin, port, readyMs: 360_000,
     env: {
       FLOWGATE_ADDR: `127.0.0.1:${port}`,
       FLOWGATE_MINIO_ADDR: `127.0.0.1:${minio}`,
@@ -202,7 +203,7 @@ export async function startDevServer() {
   const ca = /CA bundle\s+(\S+)/.exec(out);
   if (!s3 || !ca) {
     await svc.stop();
-    throw new Error(`localaws dev did not print its S3 endpoint and CA bundle:\n${out}`);
+    throw new Error(`flowgate-dev did not print its S3 endpoint and CA bundle:\n${out}`);
   }
   svc.s3 = { endpoint: s3[1], bucket: s3[2], accessKey: s3[3], secretKey: s3[4], ca: fs.readFileSync(ca[1]) };
   return svc;

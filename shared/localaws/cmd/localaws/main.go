@@ -4,29 +4,25 @@
 //	localaws ensure   install both, and the Lambda Runtime Interface
 //	                  Emulator, into the cache (idempotent)
 //	localaws run      start both and print their environment; stop on Ctrl-C
-//	localaws dev      `make dev`: the upload API on the AWS code path against
-//	                  both (see package devserver); stop on Ctrl-C
 //
-// `run` and `dev` honour FLOWGATE_MINIO_ADDR (default 127.0.0.1:9000) and
+// (`make dev` is internal/devstack/cmd/flowgate-dev.) `run` honours FLOWGATE_MINIO_ADDR (default 127.0.0.1:9000) and
 // FLOWGATE_DYNALITE_ADDR (default 127.0.0.1:4567).
 package main
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/localaws"
-	"github.com/flowgate/flowgate/shared/localaws/devserver"
 )
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: localaws ensure|run|dev")
+		fmt.Fprintln(os.Stderr, "usage: localaws ensure|run")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -62,19 +58,8 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "localaws: running; Ctrl-C stops both servers")
 		<-ctx.Done()
-	case "dev":
-		// JSON lines, as the Lambda functions and `make run` log.
-		var level slog.Level
-		if err := level.UnmarshalText([]byte(envOr("FLOWGATE_LOG_LEVEL", "info"))); err != nil {
-			fail(fmt.Errorf("FLOWGATE_LOG_LEVEL: %w", err))
-		}
-		log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-		slog.SetDefault(log)
-		if err := devserver.Run(ctx, os.Getenv, os.Stdout, log); err != nil {
-			fail(err)
-		}
 	default:
-		fmt.Fprintln(os.Stderr, "usage: localaws ensure|run|dev")
+		fmt.Fprintln(os.Stderr, "usage: localaws ensure|run")
 		os.Exit(2)
 	}
 }
