@@ -45,6 +45,16 @@ import (
 // twice mid-upload past the age at which the ledger confirms its cached
 // generation.
 //
+// The deployment runs as three independent instances over the one table and
+// bucket: each has its own ledger (with its own generation cache), store and
+// service, and the client's requests (each test GET, each POST) and the
+// assembler's runs go to them in turn, so one chunk's test and send, and
+// chunks sent at once, reach different instances. Faults follow one schedule
+// for the whole deployment (the nth call of a step, on whichever instance
+// makes it), and an instance whose request crashed is replaced by a new one,
+// as Lambda replaces an execution environment that died: nothing it had
+// cached survives.
+//
 // Whatever happens, the upload must end complete, with the right bytes
 // (sha256), assembled exactly once (one CompleteMultipartUpload that
 // succeeded, one transition to ready), published, and with no chunk object
@@ -168,12 +178,16 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 		return faults.Pass
 	}}
 	clock := &awstest.Clock{}
-	ledger := &dynamoledger.Ledger{Client: faults.DynamoDB{API: h.db, In: in}, Table: h.table, Now: clock.Now}
-	dynamoledger.SetShardSize(ledger, h.shardSize)
-	store := &s3store.Store{Client: faults.S3{API: h.s3, In: in}, Bucket: h.bucket}
 	var readies atomic.Int32
-	svc := &upload.Service{Store: store, Ledger: ledger, OnReady: func(string) { readies.Add(1) }}
 	events := &recorder{}
+	d := &deployment{new: func() *instance {
+		ledger := &dynamoledger.Ledger{Client: faults.DynamoDB{API: h.db, In: in}, Table: h.table, Now: clock.Now}
+		dynamoledger.SetShardSize(ledger, h.shardSize)
+		store := &s3store.Store{Client: faults.S3{API: h.s3, In: in}, Bucket: h.bucket}
+		return &instance{ledger: ledger, store: store,
+			svc: &upload.Service{Store: store, Ledger: ledger, OnReady: func(string) { readies.Add(1) }}}
+	}}
+	d.start(ftInstances)
 
 	data := make([]byte, ftSize)
 	for i := range data {
@@ -194,12 +208,16 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 				t.Errorf("chunk %d: still failing after %d tries", n, try)
 				return
 			}
-			present, err := svc.Test(faults.Request(ctx), info, n)
+			i, inst := d.next()
+			present, err := inst.svc.Test(faults.Request(ctx), info, n)
+			d.after(i, err)
 			if err == nil && present {
 				return
 			}
 			if err == nil {
-				_, err = svc.Put(faults.Request(ctx), info, n, upload.Body{Reader: strings.NewReader(string(data[off : off+size]))})
+				i, inst = d.next()
+				_, err = inst.svc.Put(faults.Request(ctx), info, n, upload.Body{Reader: strings.NewReader(string(data[off : off+size]))})
+				d.after(i, err)
 				if err == nil {
 					return
 				}
@@ -219,7 +237,7 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 	var abandoned upload.Record
 	for try := 0; ; try++ { // the read itself may be the step under test
 		var err error
-		if abandoned, err = ledger.Get(ctx, info.Key); err == nil {
+		if abandoned, err = d.any().ledger.Get(ctx, info.Key); err == nil {
 			break
 		} else if try == 10 {
 			t.Fatal(err)
@@ -230,8 +248,9 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 		if try == 10 {
 			t.Fatal("the abandoned record is still there")
 		}
-		ledger.Forget(faults.Request(ctx), info.Key, clock.Now()) // may fail here; Get tells
-		if _, err := ledger.Get(ctx, info.Key); errors.Is(err, upload.ErrNotFound) {
+		// As DynamoDB's TTL would; the call may fail here, Get tells.
+		dynamoledger.RemoveExpired(ctx, d.any().ledger, info.Key, clock.Now())
+		if _, err := d.any().ledger.Get(ctx, info.Key); errors.Is(err, upload.ErrNotFound) {
 			break
 		}
 	}
@@ -275,40 +294,43 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 		t.Errorf("ready reported %d times", readies.Load())
 	}
 
-	// The assembler, as the stream drives it: whatever is pending runs
-	// through the pipeline; a crashed run's lease expires before the next.
+	// The assembler, as the stream and the re-drive drive it: every upload
+	// owed work runs through the pipeline, on the next instance; a crashed
+	// run's lease expires before the next.
 	const lease = time.Minute
 	for round := 0; ; round++ {
 		if round == 10 {
 			t.Fatalf("upload not finished after %d assembler rounds", round)
 		}
-		pending, err := ledger.Pending(ctx)
+		owed, err := d.any().ledger.Overdue(ctx, clock.Now().Add(24*time.Hour), 100)
 		if err != nil {
 			continue
 		}
-		if len(pending) == 0 {
+		if len(owed) == 0 {
 			break
 		}
-		for _, rec := range pending {
+		for _, key := range owed {
+			i, inst := d.next()
 			p := &upload.Pipeline{
-				Ledger: ledger, Assembler: store, Publisher: events,
+				Ledger: inst.ledger, Assembler: inst.store, Publisher: events,
 				Owner: fmt.Sprintf("assembler-%d", round), Lease: lease, Now: clock.Now,
 				Log: slog.New(slog.DiscardHandler),
 			}
-			p.Run(faults.Request(ctx), rec.Key)
+			d.after(i, p.Run(faults.Request(ctx), key))
 		}
 		clock.Advance(lease + time.Second)
 	}
 	// A duplicate stream record, long after (and with faults over): nothing
 	// happens.
 	in.Rule = nil
-	dup := &upload.Pipeline{Ledger: ledger, Assembler: store, Publisher: events, Owner: "late", Lease: lease,
+	_, inst := d.next()
+	dup := &upload.Pipeline{Ledger: inst.ledger, Assembler: inst.store, Publisher: events, Owner: "late", Lease: lease,
 		Now: clock.Now, Log: slog.New(slog.DiscardHandler)}
 	if err := dup.Run(ctx, info.Key); err != nil {
 		t.Errorf("duplicate trigger: %v", err)
 	}
 
-	rec, err := ledger.Get(ctx, info.Key)
+	rec, err := d.any().ledger.Get(ctx, info.Key)
 	if err != nil || rec.State != upload.StateComplete || !rec.Published || rec.Result == nil {
 		t.Fatalf("record = %+v, %v; want complete and published", rec, err)
 	}
@@ -356,6 +378,57 @@ func (h *harness) run(t *testing.T, name, target string, mode faults.Mode) *faul
 		t.Errorf("event = %+v", ev)
 	}
 	return in
+}
+
+// ftInstances is how many instances the deployment runs.
+const ftInstances = 3
+
+// instance is one function instance: a ledger, a store and a service of
+// its own, over the deployment's table and bucket.
+type instance struct {
+	ledger *dynamoledger.Ledger
+	store  *s3store.Store
+	svc    *upload.Service
+}
+
+// deployment hands requests to its instances in turn, and replaces an
+// instance whose request crashed with a new one.
+type deployment struct {
+	new   func() *instance
+	mu    sync.Mutex
+	insts []*instance
+	turn  int
+}
+
+func (d *deployment) start(n int) {
+	for range n {
+		d.insts = append(d.insts, d.new())
+	}
+}
+
+// next is the instance the next request goes to.
+func (d *deployment) next() (int, *instance) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i := d.turn % len(d.insts)
+	d.turn++
+	return i, d.insts[i]
+}
+
+// any is an instance for a read that is no request of the client's.
+func (d *deployment) any() *instance {
+	_, inst := d.next()
+	return inst
+}
+
+// after notes how instance i's request ended: a crash takes the instance
+// with it.
+func (d *deployment) after(i int, err error) {
+	if errors.Is(err, faults.ErrCrashed) {
+		d.mu.Lock()
+		d.insts[i] = d.new()
+		d.mu.Unlock()
+	}
 }
 
 // recorder is a Publisher that keeps what it is given.

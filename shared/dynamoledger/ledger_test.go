@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,15 +244,16 @@ func TestClaimLeaseComplete(t *testing.T) {
 	if rec.Result == nil || *rec.Result != res {
 		t.Fatalf("result = %+v, want %+v", rec.Result, res)
 	}
-	pending, err := l.Pending(ctx)
-	if err != nil || len(pending) != 1 || pending[0].Key != u.Key {
-		t.Fatalf("pending before publishing = %+v %v", pending, err)
+	// Owed its announcement: due (for the re-drive) until published.
+	owed, err := l.Overdue(ctx, clock.Now().Add(time.Hour), 10)
+	if err != nil || !slices.Contains(owed, u.Key) {
+		t.Fatalf("owed before publishing = %v %v", owed, err)
 	}
 	if err := l.MarkPublished(ctx, u.Key); err != nil {
 		t.Fatal(err)
 	}
-	if pending, _ = l.Pending(ctx); len(pending) != 0 {
-		t.Fatalf("pending after publishing = %+v", pending)
+	if owed, _ = l.Overdue(ctx, clock.Now().Add(time.Hour), 10); slices.Contains(owed, u.Key) {
+		t.Fatalf("owed after publishing = %v", owed)
 	}
 	if err := l.MarkPublished(ctx, "nope"); !errors.Is(err, upload.ErrNotFound) {
 		t.Fatalf("mark published of unknown: %v", err)
@@ -424,7 +426,7 @@ func TestNewGenerationIgnoresOldChunks(t *testing.T) {
 	}
 	old, _ := l.Get(ctx, u.Key)
 	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
-	if gone, err := l.Forget(ctx, u.Key, clock.Now()); err != nil || !gone {
+	if gone, err := dynamoledger.RemoveExpired(ctx, l, u.Key, clock.Now()); err != nil || !gone {
 		t.Fatalf("forget: %v %v", gone, err)
 	}
 	for _, n := range []int{1, 9} {
@@ -479,11 +481,11 @@ func TestStaleGenerationCache(t *testing.T) {
 	}
 	other := &dynamoledger.Ledger{Client: l.Client, Table: l.Table, Now: clock.Now}
 	dynamoledger.SetShardSize(other, testShards)
-	if gone, _ := other.Forget(ctx, u.Key, clock.Now().Add(time.Second)); gone {
+	if gone, _ := dynamoledger.RemoveExpired(ctx, other, u.Key, clock.Now().Add(time.Second)); gone {
 		t.Fatal("forgot a record updated just now")
 	}
 	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
-	if gone, _ := other.Forget(ctx, u.Key, clock.Now()); !gone {
+	if gone, _ := dynamoledger.RemoveExpired(ctx, other, u.Key, clock.Now()); !gone {
 		t.Fatal("forget failed")
 	}
 	// Stale cache: must notice, and count in a new generation.
@@ -533,41 +535,11 @@ func TestTouchKeepsUploadAlive(t *testing.T) {
 		t.Fatalf("updated %v, want about now (%v)", rec.UpdatedAt, clock.Now())
 	}
 	clock.Advance(dynamoledger.DefaultIdleTTL - time.Hour)
-	if gone, _ := l.Forget(ctx, u.Key, clock.Now()); gone {
+	if gone, _ := dynamoledger.RemoveExpired(ctx, l, u.Key, clock.Now()); gone {
 		t.Fatal("forgot an upload whose last chunk came less than IdleTTL ago")
 	}
 	if !mustCount(t, l, u, 5) {
 		t.Fatal("not ready")
-	}
-}
-
-func TestIdleForget(t *testing.T) {
-	l, clock, _ := newLedger(t, testShards)
-	ctx := context.Background()
-	u := info("", "idle", 2000, 1000)
-	mustCount(t, l, u, 1)
-	updated := clock.Now()
-	// However late the caller's cut-off, a record is kept IdleTTL.
-	if idle, err := l.Idle(ctx, updated.Add(time.Second)); err != nil || len(idle) != 0 {
-		t.Fatalf("idle right after a chunk = %+v %v", idle, err)
-	}
-	if gone, _ := l.Forget(ctx, u.Key, updated.Add(time.Second)); gone {
-		t.Fatal("forgot a record updated less than IdleTTL ago")
-	}
-	clock.Advance(dynamoledger.DefaultIdleTTL + time.Minute)
-	cut := clock.Now().Add(-dynamoledger.DefaultIdleTTL)
-	idle, err := l.Idle(ctx, cut)
-	if err != nil || len(idle) != 1 || idle[0].Key != u.Key {
-		t.Fatalf("idle = %+v %v", idle, err)
-	}
-	if gone, _ := l.Forget(ctx, u.Key, updated.Add(-time.Hour)); gone {
-		t.Fatal("forgot a record updated after the cut")
-	}
-	if gone, _ := l.Forget(ctx, u.Key, cut); !gone {
-		t.Fatal("did not forget an idle record")
-	}
-	if _, err := l.Get(ctx, u.Key); !errors.Is(err, upload.ErrNotFound) {
-		t.Fatalf("get after forget: %v", err)
 	}
 }
 
