@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/flowclient"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
-	"github.com/flowgate/flowgate/shared/streamassemble"
+	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -48,15 +49,19 @@ func TestWholePath(t *testing.T) {
 			t.Fatalf("%s upload: %v", method, err)
 		}
 
-		// The stream: pending uploads go, as ready records, to the
-		// assembler function's handler.
+		// The stream: the upload that became ready goes, as its record's
+		// stream record, to the assembler function's handler.
 		h, err := newHandler(ctx, f.getenv)
 		if err != nil {
 			t.Fatal(err)
 		}
-		poller := &streamassemble.Poller{Handler: h, Ledger: h.Pipeline.Ledger.(upload.Scanner)}
-		if failed, err := poller.Once(ctx); err != nil || failed != 0 {
-			t.Fatalf("assemble: %d failed, %v", failed, err)
+		owed, err := h.Pipeline.Ledger.(*dynamoledger.Ledger).Overdue(ctx, time.Now().Add(time.Hour), 10)
+		if err != nil || len(owed) != 1 {
+			t.Fatalf("uploads owed work: %v, %v; want the one uploaded", owed, err)
+		}
+		resp, err := h.Handle(ctx, events.DynamoDBEvent{Records: []events.DynamoDBEventRecord{readyRecord(owed[0])}})
+		if err != nil || len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("assemble: %+v, %v", resp, err)
 		}
 
 		var ev upload.Event
@@ -83,5 +88,22 @@ func TestWholePath(t *testing.T) {
 		if err != nil || st.State != "complete" {
 			t.Errorf("%s: status = %+v, %v", method, st, err)
 		}
+	}
+}
+
+// readyRecord is the stream record of an upload's record becoming ready
+// (what the template's filter lets through), reduced to what the handler
+// reads.
+func readyRecord(key string) events.DynamoDBEventRecord {
+	return events.DynamoDBEventRecord{
+		EventID: "ready-" + key, EventName: "MODIFY",
+		Change: events.DynamoDBStreamRecord{
+			SequenceNumber: "100000000000000000001",
+			NewImage: map[string]events.DynamoDBAttributeValue{
+				"sk":     events.NewStringAttribute("META"),
+				"key":    events.NewStringAttribute(key),
+				"status": events.NewStringAttribute(string(upload.StateReady)),
+			},
+		},
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -18,28 +20,37 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
+	"github.com/flowgate/flowgate/internal/devstack/devserver"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
+	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
-	"github.com/flowgate/flowgate/shared/streamassemble"
+	"github.com/flowgate/flowgate/shared/upload"
 )
 
-// awsTarget is the upload function's handler behind the API Gateway
-// emulation (what `make dev` serves), on MinIO and dynalite, with the
-// assembler function's stream handler fed by the poller.
+// awsTarget is the upload function behind the API Gateway emulation, on
+// MinIO and dynalite: either its handler in this process, handed each event
+// as a Go value (raw bytes and all), with the assembler's stream handler run
+// by pump; or make dev's stack, the function's bootstrap under the Lambda
+// emulator on several instances, handed each event as JSON, with the
+// assembler fed by the emulated stream.
 type awsTarget struct {
-	t      *testing.T
-	url    string
-	parent string
-	bucket string
-	table  string
-	s3     *s3.Client
-	db     *dynamodb.Client
-	poller *streamassemble.Poller
-	prefix string
+	t        *testing.T
+	url      string
+	parent   string
+	bucket   string
+	table    string
+	s3       *s3.Client
+	db       *dynamodb.Client
+	prefix   string
+	jsonPath bool
+	// drive, if set, runs the assembler on whatever is owed (in process);
+	// make dev's stream does it by itself.
+	drive func(ctx context.Context)
 }
 
 func (a *awsTarget) base() string { return a.url }
 func (a *awsTarget) aws() bool    { return true }
+func (a *awsTarget) json() bool   { return a.jsonPath }
 
 // snapshot covers the whole bucket (objects and multipart uploads in
 // progress), the whole ledger table, and the watched directory.
@@ -135,8 +146,8 @@ func (a *awsTarget) finished(t *testing.T, location string) []byte {
 }
 
 func (a *awsTarget) pump(ctx context.Context) {
-	if _, err := a.poller.Once(ctx); err != nil {
-		a.t.Logf("poll: %v", err)
+	if a.drive != nil {
+		a.drive(ctx)
 	}
 }
 
@@ -144,16 +155,22 @@ func (a *awsTarget) staged(t *testing.T) []string {
 	return awstest.Keys(t, a.s3, a.bucket, a.prefix)
 }
 
-// TestHostileAWS runs the battery against the AWS path.
+// awsVars are the AWS path's settings under test.
+func awsVars(bucket, table, prefix string) map[string]string {
+	return map[string]string{
+		"FLOWGATE_BUCKET": bucket, "FLOWGATE_TABLE": table,
+		"FLOWGATE_STAGING_PREFIX": prefix,
+		"FLOWGATE_MAX_FILE_SIZE":  "64MiB", "FLOWGATE_MAX_CHUNK_SIZE": "4MiB", "FLOWGATE_MAX_CHUNKS": "1000",
+	}
+}
+
+// TestHostileAWS runs the battery against the upload function's handler in
+// this process, where the bytes of a query parameter reach it as sent.
 func TestHostileAWS(t *testing.T) {
 	t.Parallel()
 	a := &awsTarget{t: t, parent: t.TempDir(), s3: awstest.S3(t), db: awstest.DynamoDB(t), prefix: "staging/"}
 	a.bucket, a.table = awstest.Bucket(t, a.s3), awstest.Table(t, a.db)
-	vars := map[string]string{
-		"FLOWGATE_BUCKET": a.bucket, "FLOWGATE_TABLE": a.table,
-		"FLOWGATE_STAGING_PREFIX": a.prefix,
-		"FLOWGATE_MAX_FILE_SIZE":  "64MiB", "FLOWGATE_MAX_CHUNK_SIZE": "4MiB", "FLOWGATE_MAX_CHUNKS": "1000",
-	}
+	vars := awsVars(a.bucket, a.table, a.prefix)
 	cfg, err := awsdeploy.Load(func(k string) string { return vars[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -163,11 +180,66 @@ func TestHostileAWS(t *testing.T) {
 	srv := httptest.NewServer(apigw.APIGateway(httpadapter.New(d.Handler()).ProxyWithContext))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
-	a.poller = &streamassemble.Poller{
-		Handler: d.StreamHandler(),
-		Ledger:  d.Ledger,
+	// The stream, in short: each upload owed work reaches the assembler
+	// function's handler as its record's stream record.
+	h := d.StreamHandler()
+	a.drive = func(ctx context.Context) {
+		owed, err := d.Ledger.Overdue(ctx, time.Now().Add(time.Hour), 100)
+		if err != nil {
+			t.Logf("owed uploads: %v", err)
+		}
+		for _, key := range owed {
+			h.Handle(ctx, events.DynamoDBEvent{Records: []events.DynamoDBEventRecord{readyRecord(key)}})
+		}
 	}
 	runBattery(t, a, env{abs: a.parent + "/pwned"})
+}
+
+// TestHostileDev runs the battery against make dev's stack: two instances
+// of the upload function's bootstrap under the Lambda emulator, each event
+// handed over as JSON, the assembler fed by the emulated stream with
+// duplicate deliveries.
+func TestHostileDev(t *testing.T) {
+	t.Parallel()
+	a := &awsTarget{t: t, parent: t.TempDir(), s3: awstest.S3(t), db: awstest.DynamoDB(t), prefix: "staging/", jsonPath: true}
+	a.bucket, a.table = awstest.Name("hostile"), awstest.Name("hostile")
+	var environ []string
+	for k, v := range awsVars(a.bucket, a.table, a.prefix) {
+		environ = append(environ, k+"="+v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	stack, err := devserver.Start(ctx, devserver.Options{
+		Settings: devserver.Settings{Instances: 2, Assemblers: 2, TTLDelay: time.Hour, RedriveInterval: time.Hour, Duplicates: 0.2},
+		Environ:  environ, Servers: localaws.Current(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stack.Stop)
+	srv := httptest.NewServer(stack.API)
+	t.Cleanup(srv.Close)
+	a.url = srv.URL
+	runBattery(t, a, env{abs: a.parent + "/pwned"})
+	if st := stack.Stats(); st.Upload.Invokes[0] == 0 || st.Upload.Invokes[1] == 0 || st.Mapping.Succeeded == 0 {
+		t.Errorf("the stack's work was not spread as it should be: %+v", st)
+	}
+}
+
+// readyRecord is the stream record of an upload's record becoming ready,
+// reduced to what the assembler's handler reads.
+func readyRecord(key string) events.DynamoDBEventRecord {
+	return events.DynamoDBEventRecord{
+		EventID: "ready-" + key, EventName: "MODIFY",
+		Change: events.DynamoDBStreamRecord{
+			SequenceNumber: "100000000000000000001",
+			NewImage: map[string]events.DynamoDBAttributeValue{
+				"sk":     events.NewStringAttribute("META"),
+				"key":    events.NewStringAttribute(key),
+				"status": events.NewStringAttribute(string(upload.StateReady)),
+			},
+		},
+	}
 }
 
 // render writes an attribute value the same way every time.

@@ -25,6 +25,10 @@ type target interface {
 	base() string
 	// aws reports whether requests pass through API Gateway.
 	aws() bool
+	// json reports whether the function gets each request as a JSON event
+	// (as Lambda hands it over, under make dev and on AWS), in which
+	// invalid UTF-8 in a query parameter arrives as U+FFFD.
+	json() bool
 	// snapshot describes everything the path stores, and the watched
 	// directory around it, as name -> content digest.
 	snapshot(t *testing.T) map[string]string
@@ -82,13 +86,16 @@ func runBattery(t *testing.T, tg target, e env) {
 			}
 			before := tg.snapshot(t)
 			status, body := send(t, tg, c.req(f, e))
-			want := c.want
+			want, accepted := c.want, c.accepted
 			if tg.aws() && c.wantAWS != 0 {
 				want = c.wantAWS
 			}
+			if tg.json() && c.jsonAccepted {
+				want, accepted = http.StatusOK, true
+			}
 			checkAnswer(t, status, body, want)
 			changed := diff(before, tg.snapshot(t))
-			if c.accepted {
+			if accepted {
 				changed = slices.DeleteFunc(changed, tg.staging)
 			}
 			if len(changed) > 0 {
@@ -103,8 +110,15 @@ func runBattery(t *testing.T, tg target, e env) {
 		return
 	}
 
-	// Finish every case's file and check its bytes.
-	for _, f := range files {
+	// Finish every case's file and check its bytes; and, where a hostile
+	// identifier arrived neutralized as another upload's, that one too.
+	for i, f := range files {
+		if c := cs[i]; tg.json() && c.twin != nil {
+			twin := c.twin(f)
+			status, body := send(t, tg, octetReq(twin.params(2), twin.chunk(2)))
+			checkAnswer(t, status, body, http.StatusOK)
+			files = append(files, twin)
+		}
 		status, body := send(t, tg, octetReq(f.params(2), f.chunk(2)))
 		checkAnswer(t, status, body, http.StatusOK)
 	}

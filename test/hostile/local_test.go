@@ -23,6 +23,7 @@ type localTarget struct {
 
 func (l *localTarget) base() string { return l.proc.URL }
 func (l *localTarget) aws() bool    { return false }
+func (l *localTarget) json() bool   { return false }
 
 // snapshot covers the whole parent directory: the data directory and
 // everything beside it, where a path that climbed out would land.

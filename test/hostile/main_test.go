@@ -11,6 +11,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/test/internal/testproc"
 )
@@ -28,5 +29,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer cleanup()
+	defer lambdarie.RemoveBootstraps()
 	return localaws.RunTests(m)
 }
