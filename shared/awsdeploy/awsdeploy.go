@@ -193,8 +193,8 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 		// In Lambda, metrics go out as CloudWatch embedded-metric-format
 		// lines on stdout; elsewhere (make dev) they are only counted.
 		Metrics: metrics.ForEnvironment(os.Getenv, os.Stdout),
-		// OnReady stays nil: on AWS the DynamoDB stream starts the
-		// assembler. `make dev` sets it to queue the upload in-process.
+		// OnReady stays nil: the DynamoDB stream starts the assembler (on
+		// AWS, and emulated under `make dev`).
 		Service: &upload.Service{Store: store, Ledger: ledger},
 		S3:      s3c, DynamoDB: db, AWS: awsCfg,
 	}

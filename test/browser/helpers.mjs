@@ -188,13 +188,14 @@ export async function startServer({ dataDir, port, env = {} } = {}) {
  */
 export async function startDevServer() {
   const bin = await build("./internal/devstack/cmd/flowgate-dev", "flowgate-dev");
-  const [port, minio, dynalite] = [await freePort(), await freePort(), await freePort()];
+  const [port, minio, dynalite, dynamodb] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const svc = await spawnService({
     what: "flowgate-dev", bin, port, readyMs: 360_000,
     env: {
       FLOWGATE_ADDR: `127.0.0.1:${port}`,
       FLOWGATE_MINIO_ADDR: `127.0.0.1:${minio}`,
       FLOWGATE_DYNALITE_ADDR: `127.0.0.1:${dynalite}`,
+      FLOWGATE_DEV_DYNAMODB_ADDR: `127.0.0.1:${dynamodb}`,
       FLOWGATE_WEB_DIR: webDir,
     },
   });

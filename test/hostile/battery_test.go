@@ -38,7 +38,7 @@ type target interface {
 	// finished returns the bytes of a finished file by its status location,
 	// after checking that the location is inside the finished area.
 	finished(t *testing.T, location string) []byte
-	// pump runs whatever drives assembly (the stream poller on AWS).
+	// pump runs whatever drives assembly, where nothing does by itself.
 	pump(ctx context.Context)
 	// staged lists the staged data left.
 	staged(t *testing.T) []string

@@ -3,15 +3,22 @@
 // methods and chunk modes, with shuffled and duplicate chunks, requests cut
 // off mid-body and a few uploads abandoned half way, against the embedded
 // server (-target local, what `make run` starts) or the AWS code path on
-// MinIO and dynalite (-target dev, what `make dev` starts). Everything
-// listens on 127.0.0.1 and stops by itself.
+// MinIO and dynalite (-target dev, what `make dev` starts: three upload
+// function instances under the Lambda emulator, the assembler fed by the
+// emulated stream with duplicate deliveries, uploads expiring after 30 s
+// idle and the emulated TTL removing records 15 s after their expiry, the
+// re-drive every 20 s). Everything listens on 127.0.0.1 and stops by itself.
 //
 //	go run ./test/soak -duration 2m -target local
 //	go run ./test/soak -duration 2m -target dev
 //
-// It reports uploads completed, lost (finished by the client but never
-// complete), corrupt (complete with other bytes) and failed (a valid chunk
-// refused for good), all of which but the first must be 0; and the
+// It reports uploads completed, lost (every chunk got 200, then the server
+// said failed, or knew the upload no more), stuck (every chunk got 200, and
+// neither complete nor failed with a reason -stuck-after later, 60 s by
+// default), corrupt (complete with other bytes) and failed (a valid chunk
+// refused for good), all of which but the first must be 0; under -target
+// dev also what the stack did (stream duplicates, records given up and
+// replayed, invocations per instance); and the
 // server's resident memory after the warm-up and at the end (growth beyond
 // -rss-factor and -rss-slack fails the run), its threads, and its open
 // descriptors at rest by kind: files (more than -fd-slack over the start
@@ -50,6 +57,7 @@ func main() {
 	flag.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0: from the clock)")
 	flag.Int64Var(&cfg.MaxFile, "max-file", 12<<20, "largest file in bytes")
 	flag.DurationVar(&cfg.Grace, "grace", 90*time.Second, "how long uploads in flight may take to finish after -duration")
+	flag.DurationVar(&cfg.StuckAfter, "stuck-after", 60*time.Second, "an upload whose every chunk got 200 and that is neither complete nor failed this long after is stuck")
 	flag.Float64Var(&cfg.RSSFactor, "rss-factor", 1.5, "tolerated RSS growth factor from the warm-up to the end")
 	flag.Int64Var(&cfg.RSSSlack, "rss-slack", 32<<20, "tolerated RSS growth in bytes on top of -rss-factor")
 	flag.IntVar(&cfg.FDSlack, "fd-slack", 2, "tolerated extra open files (not sockets) at rest after the run")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -40,6 +39,9 @@ type Config struct {
 	MaxFile int64
 	// Grace bounds the wait, after Duration, for uploads in flight to finish.
 	Grace time.Duration
+	// StuckAfter bounds how long an upload whose every chunk got 200 may
+	// take to be complete, or failed with a reason; past it, it is stuck.
+	StuckAfter time.Duration
 	// RSSFactor and RSSSlack are the tolerated growth of the server's
 	// resident memory from the end of the warm-up to the end of the run:
 	// end <= warm*RSSFactor + RSSSlack.
@@ -78,6 +80,9 @@ func (c *Config) Defaults() {
 	if c.Grace == 0 {
 		c.Grace = 90 * time.Second
 	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = 60 * time.Second
+	}
 	if c.RSSFactor == 0 {
 		c.RSSFactor = 1.5
 	}
@@ -98,10 +103,16 @@ type Report struct {
 
 	Started   int // uploads started
 	Completed int // finished by the client and complete on the server with the right bytes
-	Lost      int // finished by the client, never complete (failed, or not within the grace)
-	Corrupt   int // complete, with other bytes than were sent
-	Failed    int // the client gave up: the server refused a valid chunk for good
-	Abandoned int // left half done on purpose (not counted as lost)
+	// Lost: every chunk got 200, and the server then said the upload
+	// failed, or knew it no more.
+	Lost int
+	// Stuck: every chunk got 200, and the upload was neither complete nor
+	// failed with a reason StuckAfter later.
+	Stuck      int
+	StuckAfter time.Duration
+	Corrupt    int // complete, with other bytes than were sent
+	Failed     int // the client gave up: the server refused a valid chunk for good
+	Abandoned  int // left half done on purpose (not counted as lost)
 	// Unfinished were still uploading when the grace after Duration ran
 	// out: the server was too slow, or stuck.
 	Unfinished int
@@ -111,9 +122,14 @@ type Report struct {
 
 	Idle, Warm, End, Peak testproc.Stats // the server process
 	IdleFDs, EndFDs       testproc.FDs   // its descriptors by kind, before and after, at rest
-	// Children are the server's child processes at the end (MinIO and
-	// dynalite under `dev`), by command name.
-	Children map[string]testproc.Stats
+	// Children are the server's descendant processes at the end (under
+	// `dev`: MinIO, dynalite, each function instance's emulator and
+	// bootstrap), by command name; TreeRSS is the whole tree's resident
+	// memory, the server's included.
+	Children map[string]ChildStats
+	TreeRSS  int64
+	// Stack is what make dev's stack reports it did (`dev` only).
+	Stack *StackStats
 
 	Problems []string // why the run failed; empty when it passed
 }
@@ -125,8 +141,8 @@ func (r *Report) String() string {
 	var b strings.Builder
 	mib := func(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 	fmt.Fprintf(&b, "soak %s: %d clients for %v (seed %d)\n", r.Target, r.Clients, r.Duration.Round(time.Second), r.Seed)
-	fmt.Fprintf(&b, "  uploads   started %d, completed %d (%s), lost %d, corrupt %d, failed %d, unfinished %d, abandoned on purpose %d\n",
-		r.Started, r.Completed, mib(r.Bytes), r.Lost, r.Corrupt, r.Failed, r.Unfinished, r.Abandoned)
+	fmt.Fprintf(&b, "  uploads   started %d, completed %d (%s), lost %d, corrupt %d, stuck %d (not complete or failed %v after its last chunk), failed %d, unfinished %d, abandoned on purpose %d\n",
+		r.Started, r.Completed, mib(r.Bytes), r.Lost, r.Corrupt, r.Stuck, r.StuckAfter, r.Failed, r.Unfinished, r.Abandoned)
 	var cs []string
 	for _, c := range sortedKeys(r.Client.Status) {
 		cs = append(cs, fmt.Sprintf("%d×%d", r.Client.Status[c], c))
@@ -154,7 +170,20 @@ func (r *Report) String() string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(&b, "  child     %-8s %s\n", n, r.Children[n])
+		c := r.Children[n]
+		fmt.Fprintf(&b, "  child     %-15s ×%d  rss %s\n", n, c.N, mib(c.RSS))
+	}
+	if r.TreeRSS > 0 {
+		fmt.Fprintf(&b, "  all       rss %s (the server and every process under it, at rest after the run)\n", mib(r.TreeRSS))
+	}
+	if st := r.Stack; st != nil {
+		fmt.Fprintf(&b, "  stack     upload invocations per instance %v; assemble %v\n", st.Upload.Invokes, st.Assemble.Invokes)
+		m := st.Mapping
+		fmt.Fprintf(&b, "            stream: %d records read, %d filtered out, %d invocations, %d batches delivered twice, %d function errors, %d retries, %d bisections, %d records given up (%d messages to the failure queue)\n",
+			m.Read, m.Filtered, m.Invocations, m.Duplicates, m.FunctionErrors, m.Retries, m.Bisections, m.Discarded, m.DestinationMessages)
+		rd := st.Redrives
+		fmt.Fprintf(&b, "            re-drive: %d runs (%d failed), %d failure-queue messages replayed, %d dropped, %d uploads owed, %d driven\n",
+			rd.Runs, rd.Errors, rd.Replayed, rd.Dropped, rd.Owed, rd.Driven)
 	}
 	if r.Passed() {
 		b.WriteString("PASS\n")
@@ -172,12 +201,14 @@ type target struct {
 	proc *testproc.Proc
 	// read returns the finished file at a status location.
 	read func(ctx context.Context, location string) (io.ReadCloser, error)
+	// stats, if set, reads what the stack did (make dev's).
+	stats func(ctx context.Context) (*StackStats, error)
 }
 
 // Run starts the target, soaks it and stops it.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Defaults()
-	rep := &Report{Target: cfg.Target, Seed: cfg.Seed, Clients: cfg.Clients}
+	rep := &Report{Target: cfg.Target, Seed: cfg.Seed, Clients: cfg.Clients, StuckAfter: cfg.StuckAfter}
 	work := cfg.WorkDir
 	if work == "" {
 		var err error
@@ -274,7 +305,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			for n := 0; time.Now().Before(stopStarting) && loadCtx.Err() == nil; n++ {
 				u := drawUpload(rng, cfg, c, n)
 				count(func() { rep.Started++ })
-				res, stats := soakOne(loadCtx, client, tg, u)
+				res, stats := soakOne(loadCtx, client, tg, u, cfg.StuckAfter)
 				count(func() {
 					rep.Client.Add(stats)
 					switch res.kind {
@@ -285,6 +316,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					case lost:
 						rep.Lost++
 						rep.Problems = append(rep.Problems, fmt.Sprintf("lost %s (%d bytes): %s", u.name, len(u.data), res.why))
+					case stuck:
+						rep.Stuck++
+						rep.Problems = append(rep.Problems, fmt.Sprintf("stuck %s (%d bytes): %s", u.name, len(u.data), res.why))
 					case corrupt:
 						rep.Corrupt++
 						rep.Problems = append(rep.Problems, fmt.Sprintf("corrupt %s (%d bytes): %s", u.name, len(u.data), res.why))
@@ -333,10 +367,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 	}
-	rep.Children = map[string]testproc.Stats{}
-	for _, child := range testproc.Children(pid) {
+	rep.Children = map[string]ChildStats{}
+	rep.TreeRSS = rep.End.RSS
+	for _, child := range descendants(pid) {
 		if st, err := testproc.ReadStats(child); err == nil {
-			rep.Children[testproc.Comm(child)] = st
+			c := rep.Children[testproc.Comm(child)]
+			c.N++
+			c.RSS += st.RSS
+			rep.Children[testproc.Comm(child)] = c
+			rep.TreeRSS += st.RSS
+		}
+	}
+	if tg.stats != nil {
+		if rep.Stack, err = tg.stats(ctx); err != nil {
+			rep.Problems = append(rep.Problems, "reading the stack's stats: "+err.Error())
 		}
 	}
 
@@ -392,8 +436,8 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 		}}, nil
 
 	case "dev":
-		bin := filepath.Join(work, "localaws")
-		if err := testproc.Build(build, cfg.Root, "./shared/localaws/cmd/localaws", bin); err != nil {
+		bin := filepath.Join(work, "flowgate-dev")
+		if err := testproc.Build(build, cfg.Root, "./internal/devstack/cmd/flowgate-dev", bin); err != nil {
 			return nil, err
 		}
 		minio, err := testproc.FreeAddr()
@@ -404,12 +448,25 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The platform at its harshest within a short run: three upload
+		// instances, every stream batch delivered twice one time in five,
+		// uploads idle 30 s expire (the abandoned ones do, mid-run) and
+		// finished records go a minute after completion, the emulated TTL
+		// removing each 15 s after its expiry, and the re-drive every
+		// 20 s. The bootstraps build in the checkout (cfg.Root).
+		front, err := testproc.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
 		p, err := testproc.Start(ctx, testproc.Options{
-			Bin: bin, Args: []string{"dev"}, Dir: work, StartTimeout: 3 * time.Minute,
+			Bin: bin, Dir: cfg.Root, StartTimeout: 5 * time.Minute,
 			Env: []string{
-				"FLOWGATE_MINIO_ADDR=" + minio, "FLOWGATE_DYNALITE_ADDR=" + dynalite,
+				"FLOWGATE_MINIO_ADDR=" + minio, "FLOWGATE_DYNALITE_ADDR=" + dynalite, "FLOWGATE_DEV_DYNAMODB_ADDR=" + front,
 				"FLOWGATE_WEB_DIR=" + filepath.Join(work, "no-web"),
 				"FLOWGATE_BUCKET=soak", "FLOWGATE_TABLE=soak", "FLOWGATE_LOG_LEVEL=warn",
+				"FLOWGATE_DEV_INSTANCES=3", "FLOWGATE_DEV_ASSEMBLERS=3", "FLOWGATE_DEV_DUPLICATES=0.2",
+				"FLOWGATE_EXPIRY=30s", "FLOWGATE_RECORD_TTL=60s", "FLOWGATE_DEV_TTL_DELAY=15s",
+				"FLOWGATE_DEV_REDRIVE_INTERVAL=20s",
 			},
 		})
 		if err != nil {
@@ -430,6 +487,8 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 				return nil, err
 			}
 			return out.Body, nil
+		}, stats: func(ctx context.Context) (*StackStats, error) {
+			return readStackStats(ctx, p.URL)
 		}}, nil
 	}
 	return nil, fmt.Errorf("unknown target %q: local or dev", cfg.Target)
@@ -442,7 +501,7 @@ var caBundleLine = regexp.MustCompile(`CA bundle\s+(\S+)`)
 func devS3(ctx context.Context, p *testproc.Proc, addr string) (*s3.Client, error) {
 	m := caBundleLine.FindStringSubmatch(p.Log())
 	if m == nil {
-		return nil, errors.New("make dev printed no CA bundle:\n" + lastLines(p.Log(), 20))
+		return nil, fmt.Errorf("make dev printed no CA bundle (alive %v, %d bytes of log):\n%s", p.Alive(), len(p.Log()), lastLines(p.Log(), 20))
 	}
 	pem, err := os.ReadFile(m[1])
 	if err != nil {
@@ -533,6 +592,7 @@ type outcome int
 const (
 	completedOK outcome = iota
 	lost
+	stuck
 	corrupt
 	failed
 	abandoned
@@ -546,7 +606,7 @@ type result struct {
 
 // soakOne uploads one file as flow.js would (a user pressing resume after
 // an error, twice), waits for it to complete and checks its bytes.
-func soakOne(ctx context.Context, c *flowclient.Client, tg *target, u soakUpload) (result, flowclient.Stats) {
+func soakOne(ctx context.Context, c *flowclient.Client, tg *target, u soakUpload, stuckAfter time.Duration) (result, flowclient.Stats) {
 	var total flowclient.Stats
 	var err error
 	for try := 0; try < 3; try++ {
@@ -567,14 +627,18 @@ func soakOne(ctx context.Context, c *flowclient.Client, tg *target, u soakUpload
 	case u.abandon:
 		return result{kind: abandoned}, total
 	}
-	wait, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	st, err := c.WaitComplete(wait, u.opts, int64(len(u.data)), u.name, 100*time.Millisecond)
-	if err != nil {
-		if ctx.Err() != nil && wait.Err() == nil {
-			return result{kind: interrupted}, total
-		}
-		return result{kind: lost, why: err.Error()}, total
+	// Every chunk got 200: the upload must now become complete, or failed
+	// with a reason, within stuckAfter.
+	st, err := settle(ctx, c, u, stuckAfter)
+	switch {
+	case ctx.Err() != nil:
+		return result{kind: interrupted}, total
+	case err != nil:
+		return result{kind: stuck, why: err.Error()}, total
+	case st.State == "failed":
+		return result{kind: lost, why: "failed: " + st.Error}, total
+	case st.State != "complete":
+		return result{kind: lost, why: "the server no longer knows it (" + st.State + ")"}, total
 	}
 	rc, err := tg.read(ctx, st.Location)
 	if err != nil {

@@ -37,8 +37,8 @@ func TestSoakShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", rep)
-	if rep.Lost != 0 || rep.Corrupt != 0 || rep.Failed != 0 {
-		t.Errorf("lost %d, corrupt %d, failed %d: want 0 each", rep.Lost, rep.Corrupt, rep.Failed)
+	if rep.Lost != 0 || rep.Corrupt != 0 || rep.Stuck != 0 || rep.Failed != 0 {
+		t.Errorf("lost %d, corrupt %d, stuck %d, failed %d: want 0 each", rep.Lost, rep.Corrupt, rep.Stuck, rep.Failed)
 	}
 	if !rep.Passed() {
 		t.Errorf("problems: %q", rep.Problems)

@@ -3,9 +3,10 @@
 //
 //   - MinIO (S3) and dynalite start on FLOWGATE_MINIO_ADDR (127.0.0.1:9000)
 //     and FLOWGATE_DYNALITE_ADDR (127.0.0.1:4567); DynamoDB is reached
-//     through the emulated platform (package platform): the ledger table has
-//     its stream, and TTL deletes an expired record FLOWGATE_DEV_TTL_DELAY
-//     (10m) after its expiry, readable until then, as on AWS.
+//     through the emulated platform (package platform) on
+//     FLOWGATE_DEV_DYNAMODB_ADDR (127.0.0.1:4568): the ledger table has its
+//     stream, and TTL deletes an expired record FLOWGATE_DEV_TTL_DELAY (10m)
+//     after its expiry, readable until then, as on AWS.
 //   - The upload function runs as FLOWGATE_DEV_INSTANCES (3) independent
 //     instances, each its release-built bootstrap under its own Lambda
 //     Runtime Interface Emulator (package lambdarie); API Gateway's REST

@@ -21,6 +21,11 @@ type Settings struct {
 	// MinIOAddr and DynaliteAddr are where MinIO and dynalite listen
 	// (FLOWGATE_MINIO_ADDR, FLOWGATE_DYNALITE_ADDR).
 	MinIOAddr, DynaliteAddr string
+	// DynamoDBAddr is where the emulated DynamoDB (with its stream and
+	// TTL, in front of dynalite) listens (FLOWGATE_DEV_DYNAMODB_ADDR): the
+	// endpoint for anything outside the stack that writes to the table,
+	// such as `sam local`'s functions. Empty picks a free port.
+	DynamoDBAddr string
 	// Instances is how many upload function instances serve the API
 	// (FLOWGATE_DEV_INSTANCES, 1 to 16).
 	Instances int
@@ -59,6 +64,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		WebDir:          e.String("FLOWGATE_WEB_DIR", "./web"),
 		MinIOAddr:       e.String("FLOWGATE_MINIO_ADDR", "127.0.0.1:9000"),
 		DynaliteAddr:    e.String("FLOWGATE_DYNALITE_ADDR", "127.0.0.1:4567"),
+		DynamoDBAddr:    e.String("FLOWGATE_DEV_DYNAMODB_ADDR", "127.0.0.1:4568"),
 		Instances:       e.Int("FLOWGATE_DEV_INSTANCES", DefaultInstances),
 		Assemblers:      e.Int("FLOWGATE_DEV_ASSEMBLERS", DefaultAssemblers),
 		TTLDelay:        e.Duration("FLOWGATE_DEV_TTL_DELAY", DefaultTTLDelay),
@@ -86,6 +92,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	}
 	for _, a := range []struct{ name, addr string }{
 		{"FLOWGATE_ADDR", s.Addr}, {"FLOWGATE_MINIO_ADDR", s.MinIOAddr}, {"FLOWGATE_DYNALITE_ADDR", s.DynaliteAddr},
+		{"FLOWGATE_DEV_DYNAMODB_ADDR", s.DynamoDBAddr},
 	} {
 		if err := loopback(a.addr); err != nil {
 			e.Fail("%s: %v", a.name, err)

@@ -116,7 +116,8 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 		}
 	}
 	s.Platform, err = platform.Start(ctx, platform.Options{
-		Dynalite: s.Servers.DynamoDBEndpoint, TTLDelay: opt.Settings.TTLDelay, Log: opt.Log,
+		Dynalite: s.Servers.DynamoDBEndpoint, DynamoDBAddr: opt.Settings.DynamoDBAddr,
+		TTLDelay: opt.Settings.TTLDelay, Log: opt.Log,
 	})
 	if err != nil {
 		return nil, err
