@@ -467,6 +467,9 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 				"FLOWGATE_DEV_INSTANCES=3", "FLOWGATE_DEV_ASSEMBLERS=3", "FLOWGATE_DEV_DUPLICATES=0.2",
 				"FLOWGATE_EXPIRY=30s", "FLOWGATE_RECORD_TTL=60s", "FLOWGATE_DEV_TTL_DELAY=15s",
 				"FLOWGATE_DEV_REDRIVE_INTERVAL=20s",
+				// The stream keeps its records in memory: 24 hours of them
+				// would read as the server's memory growing.
+				"FLOWGATE_DEV_STREAM_RETENTION=5m",
 			},
 		})
 		if err != nil {

@@ -42,6 +42,10 @@ type Settings struct {
 	// Duplicates is the chance that the mapping delivers a batch the
 	// assembler took once more (FLOWGATE_DEV_DUPLICATES, 0 to 1).
 	Duplicates float64
+	// StreamRetention is how long the ledger's stream keeps a record
+	// (FLOWGATE_DEV_STREAM_RETENTION; 24h as on AWS). The records are held
+	// in memory: a long, busy session may want less.
+	StreamRetention time.Duration
 }
 
 // Defaults of the dev stack's settings.
@@ -70,6 +74,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		TTLDelay:        e.Duration("FLOWGATE_DEV_TTL_DELAY", DefaultTTLDelay),
 		RedriveInterval: e.Duration("FLOWGATE_DEV_REDRIVE_INTERVAL", DefaultRedriveInterval),
 		Duplicates:      DefaultDuplicates,
+		StreamRetention: e.Duration("FLOWGATE_DEV_STREAM_RETENTION", 24*time.Hour),
 	}
 	if v := strings.TrimSpace(getenv("FLOWGATE_DEV_DUPLICATES")); v != "" {
 		p, err := strconv.ParseFloat(v, 64)
@@ -86,6 +91,9 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	}
 	if s.TTLDelay < 0 {
 		e.Fail("FLOWGATE_DEV_TTL_DELAY must not be negative")
+	}
+	if s.StreamRetention < time.Minute || s.StreamRetention > 24*time.Hour {
+		e.Fail("FLOWGATE_DEV_STREAM_RETENTION must be from 1m to 24h")
 	}
 	if s.RedriveInterval < time.Second {
 		e.Fail("FLOWGATE_DEV_REDRIVE_INTERVAL must be at least 1s")

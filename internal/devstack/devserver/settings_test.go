@@ -24,7 +24,7 @@ func TestLoadSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Instances != 3 || s.Assemblers != 3 || s.TTLDelay != 10*time.Minute || s.RedriveInterval != time.Minute ||
-		s.Duplicates != 0.1 || s.Addr != "127.0.0.1:8080" || s.DynamoDBAddr != "127.0.0.1:4568" {
+		s.Duplicates != 0.1 || s.Addr != "127.0.0.1:8080" || s.DynamoDBAddr != "127.0.0.1:4568" || s.StreamRetention != 24*time.Hour {
 		t.Errorf("defaults = %+v", s)
 	}
 	s, err = LoadSettings(env("FLOWGATE_DEV_INSTANCES", "5", "FLOWGATE_DEV_TTL_DELAY", "15s", "FLOWGATE_DEV_DUPLICATES", "0"))
@@ -39,6 +39,7 @@ func TestLoadSettings(t *testing.T) {
 		{"FLOWGATE_DEV_TTL_DELAY", "soon"},
 		{"FLOWGATE_DEV_REDRIVE_INTERVAL", "10ms"},
 		{"FLOWGATE_DEV_DUPLICATES", "1.5"},
+		{"FLOWGATE_DEV_STREAM_RETENTION", "25h"},
 		{"FLOWGATE_ADDR", "0.0.0.0:8080"},
 		{"FLOWGATE_DEV_DYNAMODB_ADDR", ":4568"},
 	} {

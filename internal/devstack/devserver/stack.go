@@ -117,7 +117,7 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 	}
 	s.Platform, err = platform.Start(ctx, platform.Options{
 		Dynalite: s.Servers.DynamoDBEndpoint, DynamoDBAddr: opt.Settings.DynamoDBAddr,
-		TTLDelay: opt.Settings.TTLDelay, Log: opt.Log,
+		TTLDelay: opt.Settings.TTLDelay, StreamRetention: opt.Settings.StreamRetention, Log: opt.Log,
 	})
 	if err != nil {
 		return nil, err
@@ -294,16 +294,6 @@ func (s *Stack) Stats() Stats {
 	st.Redrives = s.redrove
 	s.mu.Unlock()
 	return st
-}
-
-// PIDs are the processes of the stack: MinIO, dynalite, and each
-// function instance's emulator (its bootstrap is a child of it).
-func (s *Stack) PIDs() []int {
-	var out []int
-	for _, p := range []*pool{s.upload, s.assemble, s.redrive} {
-		out = append(out, p.stats().PIDs...)
-	}
-	return out
 }
 
 func sortedKeys(m map[string]string) []string {
