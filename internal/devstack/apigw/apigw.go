@@ -7,9 +7,10 @@
 // as it answers them (see Gateway).
 //
 // The function is anything that takes a raw JSON event and gives back a raw
-// JSON answer (Invoke): an instance of the real bootstrap under the Lambda
-// Runtime Interface Emulator (internal/lambdarie's Instance.Invoke) or an
-// in-process handler (InProcess).
+// JSON answer (Invoke): make dev's instances of the real bootstrap under the
+// Lambda Runtime Interface Emulator (internal/lambdarie); or, for unit
+// tests, a handler in this process handed the event as a Go value
+// (APIGateway, Gateway.Handler).
 package apigw
 
 import (
@@ -53,22 +54,6 @@ type RESTHandler func(context.Context, events.APIGatewayProxyRequest) (events.AP
 // JSON; an error means the invocation failed (the function returned an
 // error, crashed or could not start).
 type Invoke func(ctx context.Context, event []byte) ([]byte, error)
-
-// InProcess runs a handler in this process the way the Lambda runtime runs
-// it: the event is decoded from JSON and the answer encoded.
-func InProcess(h RESTHandler) Invoke {
-	return func(ctx context.Context, event []byte) ([]byte, error) {
-		var req events.APIGatewayProxyRequest
-		if err := json.Unmarshal(event, &req); err != nil {
-			return nil, err
-		}
-		resp, err := h(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		return json.Marshal(resp)
-	}
-}
 
 // APIGateway serves an in-process handler through a Gateway whose gateway
 // responses carry "Access-Control-Allow-Origin: *", as the template's do

@@ -3,7 +3,6 @@ package apigw
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -151,28 +150,6 @@ func TestFailedInvocation(t *testing.T) {
 			resp.Header.Get("Access-Control-Allow-Origin") != "https://site.example" {
 			t.Errorf("%s: %d %q %v", name, resp.StatusCode, out, resp.Header)
 		}
-	}
-}
-
-// InProcess hands the handler the event and the runtime's JSON back, as
-// the Lambda runtime would.
-func TestInProcess(t *testing.T) {
-	invoke := InProcess(func(_ context.Context, r events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error) {
-		if r.Path != "/upload" {
-			return events.APIGatewayProxyResponse{}, errors.New("wrong path")
-		}
-		return events.APIGatewayProxyResponse{StatusCode: 204}, nil
-	})
-	out, err := invoke(context.Background(), []byte(`{"path": "/upload"}`))
-	var resp events.APIGatewayProxyResponse
-	if err != nil || json.Unmarshal(out, &resp) != nil || resp.StatusCode != 204 {
-		t.Fatalf("%s %v", out, err)
-	}
-	if _, err := invoke(context.Background(), []byte(`{"path": "/other"}`)); err == nil {
-		t.Error("the handler's error was lost")
-	}
-	if _, err := invoke(context.Background(), []byte(`{"path": `)); err == nil {
-		t.Error("a broken event was taken")
 	}
 }
 

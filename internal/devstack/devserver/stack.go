@@ -63,6 +63,11 @@ type Options struct {
 	Output io.Writer
 	// Log gets the stack's own log lines; nil discards them.
 	Log *slog.Logger
+	// Mapping and Assemble, if set, adjust the event source mapping's
+	// options and wrap the assemble function's invocations: tests use them
+	// to make the stream give up quickly, or the assembler fail.
+	Mapping  func(*esm.Options)
+	Assemble func(esm.Function) esm.Function
 }
 
 // Stack is make dev's serverless deployment, running.
@@ -184,13 +189,20 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 		}
 		template = filepath.Join(root, "template.yaml")
 	}
+	var invoke esm.Function = s.assemble.invoke
+	if opt.Assemble != nil {
+		invoke = opt.Assemble(invoke)
+	}
 	s.mappings, err = s.Platform.StartMappings(ctx, platform.MappingOptions{
 		Template: template, Function: "AssembleFunction",
 		Tables: map[string]string{"LedgerTable": s.Config.Table},
 		Queues: map[string]string{"AssemblyFailureQueue": FailureQueueName},
-		Invoke: s.assemble.invoke,
+		Invoke: invoke,
 		Override: func(o *esm.Options) {
 			o.DuplicateProbability = opt.Settings.Duplicates
+			if opt.Mapping != nil {
+				opt.Mapping(o)
+			}
 		},
 	})
 	if err != nil {
