@@ -468,8 +468,10 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 				"FLOWGATE_EXPIRY=30s", "FLOWGATE_RECORD_TTL=60s", "FLOWGATE_DEV_TTL_DELAY=15s",
 				"FLOWGATE_DEV_REDRIVE_INTERVAL=20s",
 				// The stream keeps its records in memory: 24 hours of them
-				// would read as the server's memory growing.
-				"FLOWGATE_DEV_STREAM_RETENTION=5m",
+				// (or any retention longer than the run) would read as the
+				// server's memory growing. The mapping reads each record
+				// within a second or so.
+				"FLOWGATE_DEV_STREAM_RETENTION=1m",
 			},
 		})
 		if err != nil {
