@@ -26,6 +26,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/flowgate/flowgate/shared/checksum"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -38,6 +39,11 @@ const (
 // Store keeps chunks in files under Root.
 type Store struct {
 	root string
+
+	// Disposition is how finished files are to be served:
+	// upload.DispositionAttachment (the default) or DispositionInline. The
+	// file itself is only named; Results carry the Content-Disposition.
+	Disposition string
 
 	// Writers of the same staging file share fsyncs, and so do those of
 	// the same directory (every new upload adds to staging/, every finished
@@ -78,7 +84,11 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n in
 	if err := s.reserve(f, name, info.TotalSize, off, size); err != nil {
 		return err
 	}
-	if err := s.writeChunk(f, s.stagingPath(name), off, r); err != nil {
+	cr := &crcReader{r: r}
+	if err := s.writeChunk(f, s.stagingPath(name), off, cr); err != nil {
+		return err
+	}
+	if err := writeSum(f, info, n, cr.crc); err != nil {
 		return err
 	}
 	return s.commit(f, name, created)
@@ -132,7 +142,11 @@ func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to
 	if err := s.reserve(f, name, info.TotalSize, off, size); err != nil {
 		return err
 	}
-	if err := s.writeChunk(f, s.stagingPath(name), off, io.NewSectionReader(src, off, size)); err != nil {
+	cr := &crcReader{r: io.NewSectionReader(src, off, size)}
+	if err := s.writeChunk(f, s.stagingPath(name), off, cr); err != nil {
+		return err
+	}
+	if err := writeSum(f, info, n, cr.crc); err != nil {
 		return err
 	}
 	return s.commit(f, name, created)
@@ -183,7 +197,11 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	}
 	rel := filepath.Join(filesDir, rec.Key+"-"+rec.Generation, upload.SafeFileName(rec.FileName))
 	final := filepath.Join(s.root, rel)
-	res := upload.Result{Location: filepath.ToSlash(rel), Size: rec.TotalSize}
+	res := upload.Result{
+		Location: filepath.ToSlash(rel), Size: rec.TotalSize,
+		ContentType:        upload.ContentType(rec.ContentType),
+		ContentDisposition: upload.ContentDisposition(s.Disposition, rec.FileName),
+	}
 
 	name := stagingName(rec.Key, rec.Generation)
 	staging := s.stagingPath(name)
@@ -191,6 +209,12 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if errors.Is(err, fs.ErrNotExist) {
 		// Moved by an earlier run that crashed before recording the result?
 		if done, err := os.Stat(final); err == nil && done.Size() == rec.TotalSize {
+			// Its table was cut off: this once, the checksum costs a read.
+			crc, err := readCRC(final)
+			if err != nil {
+				return upload.Result{}, err
+			}
+			res.CRC64NVME = checksum.Encode(crc)
 			return res, nil
 		}
 		return upload.Result{}, &upload.PermanentError{Reason: "the received chunks are missing from storage"}
@@ -198,10 +222,10 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	if err != nil {
 		return upload.Result{}, err
 	}
-	// Every chunk was counted, so the file has its declared size and every
-	// byte of it has been written; anything else means storage lost or
-	// gained bytes behind our back.
-	if fi.Size() != rec.TotalSize {
+	// Every chunk was counted, so the file has its declared size (and its
+	// checksum table after it) and every byte of it has been written;
+	// anything else means storage lost or gained bytes behind our back.
+	if fi.Size() < rec.TotalSize || fi.Size() > tableEnd(rec.Info) || (fi.Size()-rec.TotalSize)%sumEntry != 0 {
 		return upload.Result{}, &upload.PermanentError{
 			Reason: fmt.Sprintf("assembled size %d differs from the declared %d bytes", fi.Size(), rec.TotalSize)}
 	}
@@ -210,6 +234,9 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	} else if hole < rec.TotalSize {
 		return upload.Result{}, &upload.PermanentError{
 			Reason: fmt.Sprintf("no bytes were ever written at offset %d of the assembled file", hole)}
+	}
+	if err := s.seal(staging, rec.Info, fi.Size(), &res); err != nil {
+		return upload.Result{}, err
 	}
 	dir := filepath.Dir(final)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -227,6 +254,42 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 		}
 	}
 	return res, nil
+}
+
+// seal combines the chunks' checksums into the file's and cuts the table
+// off, durably, so that what is renamed is exactly the file.
+func (s *Store) seal(staging string, info upload.Info, size int64, res *upload.Result) error {
+	f, err := os.OpenFile(staging, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	crc, err := fileCRC(f, info, size)
+	if err != nil {
+		return err
+	}
+	res.CRC64NVME = checksum.Encode(crc)
+	if size == info.TotalSize {
+		return nil
+	}
+	if err := f.Truncate(info.TotalSize); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// readCRC reads a whole file for its checksum.
+func readCRC(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	h := checksum.NewCRC64NVME()
+	if _, err := io.Copy(h, f); err != nil {
+		return 0, err
+	}
+	return h.Sum64(), nil
 }
 
 // Path returns the absolute path of a location that Assemble returned.

@@ -8,9 +8,10 @@
 //
 //	pk=U#<upload key>  sk=META        one per upload
 //	    key, gen, status ("receiving" | "ready" | "assembling" | "complete" | "failed"),
-//	    total, shards, full (NS), size, chunkSize, ns, ident, name, rel,
+//	    total, shards, full (NS), size, chunkSize, ns, ident, name, rel, ctype,
 //	    created, updated (unix ms), expiresAt (unix s),
-//	    owner, leaseUntil (unix ms), loc, bucket, object, rsize, etag, error, published
+//	    owner, leaseUntil (unix ms), loc, bucket, object, rsize, etag,
+//	    crc, rtype, rdisp (the finished file's checksum and how it is served), error, published
 //	pk=U#<upload key>  sk=S#<shard k, 6 digits>   one per 128 chunks
 //	    gen, chunks (NS), expiresAt
 //	pk=I#<identity key>  sk=ID        one per (namespace, identifier)

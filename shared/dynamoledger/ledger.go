@@ -547,6 +547,7 @@ func (l *Ledger) begin(ctx context.Context, info upload.Info, slot upload.Slot) 
 		"total": num(int64(info.TotalChunks)), "shards": num(int64(l.shardCount(info.TotalChunks))),
 		"size": num(info.TotalSize), "chunkSize": num(info.ChunkSize),
 		"ns": str(info.Namespace), "ident": str(info.Identifier), "name": str(info.FileName), "rel": str(info.RelativePath),
+		"ctype":   str(info.ContentType),
 		"created": millis(now), "updated": millis(now), "expiresAt": epoch(now.Add(l.idleTTL())),
 	} {
 		item[k] = v

@@ -127,10 +127,11 @@ func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Durati
 // Complete implements upload.Ledger.
 func (l *Ledger) Complete(ctx context.Context, key, owner string, res upload.Result) error {
 	now := l.now()
-	const set = "SET #status = :complete, #loc = :loc, #bucket = :bucket, #object = :object, #rsize = :rsize, #etag = :etag, #updated = :now, #expiresAt = :exp REMOVE #leaseUntil"
+	const set = "SET #status = :complete, #loc = :loc, #bucket = :bucket, #object = :object, #rsize = :rsize, #etag = :etag, #crc = :crc, #rtype = :rtype, #rdisp = :rdisp, #updated = :now, #expiresAt = :exp REMOVE #leaseUntil"
 	return l.finish(ctx, key, owner, upload.StateComplete, set, values{
 		":complete": str(string(upload.StateComplete)), ":loc": str(res.Location), ":bucket": str(res.Bucket),
 		":object": str(res.Object), ":rsize": num(res.Size), ":etag": str(res.ETag),
+		":crc": str(res.CRC64NVME), ":rtype": str(res.ContentType), ":rdisp": str(res.ContentDisposition),
 		":now": millis(now), ":exp": epoch(now.Add(l.doneTTL())),
 	})
 }
@@ -205,7 +206,7 @@ func toRecord(m map[string]types.AttributeValue) upload.Record {
 	rec := upload.Record{
 		Info: upload.Info{
 			Key: getS(m, "key"), Namespace: getS(m, "ns"), Identifier: getS(m, "ident"),
-			FileName: getS(m, "name"), RelativePath: getS(m, "rel"),
+			FileName: getS(m, "name"), RelativePath: getS(m, "rel"), ContentType: getS(m, "ctype"),
 			TotalSize: getN(m, "size"), ChunkSize: getN(m, "chunkSize"), TotalChunks: int(total),
 		},
 		Generation: getS(m, "gen"),
@@ -229,6 +230,7 @@ func toRecord(m map[string]types.AttributeValue) upload.Record {
 		rec.Result = &upload.Result{
 			Location: getS(m, "loc"), Bucket: getS(m, "bucket"), Object: getS(m, "object"),
 			Size: getN(m, "rsize"), ETag: getS(m, "etag"),
+			CRC64NVME: getS(m, "crc"), ContentType: getS(m, "rtype"), ContentDisposition: getS(m, "rdisp"),
 		}
 	}
 	return rec

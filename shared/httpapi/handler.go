@@ -76,6 +76,9 @@ type Handler struct {
 	// means DefaultMaxFieldBytes and DefaultMaxParts.
 	MaxFieldBytes int
 	MaxParts      int
+	// Allowed lists the types and extensions of files taken (empty: all);
+	// any other is refused with 415 at its first request.
+	Allowed upload.AllowList
 }
 
 // Metrics is what the handler reports (metrics.Metrics implements it).
@@ -117,6 +120,10 @@ func reasonFor(status int) string {
 		return "conflict"
 	case http.StatusRequestEntityTooLarge:
 		return "limit_exceeded"
+	case http.StatusUnsupportedMediaType:
+		return "type_not_allowed"
+	case upload.ChecksumMismatch:
+		return "checksum_mismatch"
 	case http.StatusTooManyRequests:
 		return ReasonTooManyUploads
 	case http.StatusRequestHeaderFieldsTooLarge:
@@ -225,6 +232,11 @@ func (h *Handler) test(w *statusWriter, r *http.Request) {
 	}
 	c, err := d.ParseChunk(queryFields(q), ns, h.Limits)
 	setUpload(r, c.Key)
+	if err == nil {
+		// The name is known before any byte is sent (and the type too,
+		// from Resumable.js): a file the site does not take fails here.
+		err = h.allowed(c.Info)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -268,10 +280,17 @@ func (h *Handler) post(w *statusWriter, r *http.Request) {
 		c, body, err = h.readOctet(w, r, ns)
 	}
 	setUpload(r, c.Key)
+	if err == nil {
+		if c.ContentType == "" {
+			c.ContentType = upload.DefaultContentType
+		}
+		err = h.allowed(c.Info)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	body.Digests = c.Digests
 	end := func(ok, ready bool) {}
 	if h.Uploads != nil {
 		end, err = h.Uploads.begin(r.Context(), c.Info, func(ctx context.Context) (upload.State, error) {
@@ -318,7 +337,24 @@ func (h *Handler) readOctet(w *statusWriter, r *http.Request, ns string) (protoc
 		return c, upload.Body{}, badRequest("request body has " + strconv.FormatInt(r.ContentLength, 10) +
 			" bytes, but " + d.CurrentChunkSizeField() + " is " + strconv.FormatInt(c.Size, 10))
 	}
+	if c.ContentType == "" {
+		// The library sends the chunk as a slice of the file, with the
+		// file's type (none when the browser does not know it).
+		c.ContentType = upload.ContentType(r.Header.Get("Content-Type"))
+	}
 	return c, upload.Body{Reader: r.Body}, nil
+}
+
+// allowed checks a file against the allow-list: its name, and its type
+// when known.
+func (h *Handler) allowed(info upload.Info) error {
+	if err := h.Allowed.CheckName(info.FileName); err != nil {
+		return err
+	}
+	if info.ContentType == "" {
+		return nil
+	}
+	return h.Allowed.CheckType(info.ContentType)
 }
 
 // readBuffers hold multipart bodies as they are read. The standard library's
@@ -377,6 +413,12 @@ func (h *Handler) readMultipart(w *statusWriter, r *http.Request, body *bufio.Re
 			if err != nil {
 				return c, upload.Body{}, err
 			}
+			if c.ContentType == "" {
+				// flow.js appends the chunk as a slice of the file, which
+				// keeps the file's type (application/octet-stream when the
+				// browser does not know it).
+				c.ContentType = upload.ContentType(p.Header.Get("Content-Type"))
+			}
 			return c, upload.Body{Reader: p, Finish: func() error { return h.rest(mr, parts, name) }}, nil
 		}
 		v, err := h.readField(p)
@@ -406,6 +448,11 @@ func (h *Handler) rest(mr *multipart.Reader, parts int, file string) error {
 		}
 		if p.FormName() == file || p.FormName() == FileField {
 			return badRequest("more than one \"" + file + "\" part")
+		}
+		if protocol.IsChecksumField(p.FormName()) {
+			// Too late to check the chunk as it streamed: refuse rather
+			// than let the client believe it was checked.
+			return badRequest("field " + clip(p.FormName()) + " must come before the \"" + file + "\" part")
 		}
 		if _, err := h.readField(p); err != nil {
 			return err

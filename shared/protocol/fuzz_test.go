@@ -157,7 +157,9 @@ func FuzzQuery(f *testing.F) {
 			}
 		}
 		fc, err := Flow.ParseChunk(func(k string) (string, bool) { v, ok := flow[k]; return v, ok }, "ns", fuzzLimits)
-		if err != nil || fc != c {
+		// The type and the checksums are fields flow.js does not name.
+		c.ContentType = ""
+		if err != nil || fc.Info != c.Info || fc.Number != c.Number || fc.Offset != c.Offset || fc.Size != c.Size {
 			t.Fatalf("Resumable.js chunk %+v, but the same values in flow.js's names give %+v, %v", c, fc, err)
 		}
 	})

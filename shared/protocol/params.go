@@ -65,6 +65,9 @@ type Chunk struct {
 	Number int   // 1-based
 	Offset int64 // where the chunk starts in the file
 	Size   int64 // bytes the chunk must carry
+	// Digests are the checksums the client sent for the chunk (see
+	// checksums.go); a test GET ignores them.
+	Digests upload.Digests
 }
 
 // ParseChunk validates the fields of a test GET or a chunk POST, named as
@@ -103,6 +106,9 @@ func (d Dialect) ParseChunk(get Fields, namespace string, lim Limits) (Chunk, er
 	}
 	if c.Size > lim.MaxChunkSize {
 		return Chunk{}, tooLarge("chunk of %d bytes is over the limit of %d bytes; use a smaller chunkSize", c.Size, lim.MaxChunkSize)
+	}
+	if c.Digests, err = d.digests(get); err != nil {
+		return Chunk{}, err
 	}
 	return c, nil
 }
@@ -171,12 +177,17 @@ func (d Dialect) parseInfo(get Fields, namespace string, lim Limits, needName bo
 	} else if err := checkRelativePath(relField, rel); err != nil {
 		return info, err
 	}
+	var contentType string
 	if typeField := d.name(fType); typeField != "" {
-		// Resumable.js sends the file's MIME type (often empty). flowgate
-		// does not use it, but takes no odd bytes from a client either.
+		// Resumable.js sends the file's MIME type (empty when the browser
+		// does not know it): the finished file's type. flow.js sends none;
+		// the HTTP layer takes the type of the chunk's body instead.
 		if t, ok := get(typeField); ok {
 			if err := checkType(typeField, t); err != nil {
 				return info, err
+			}
+			if t != "" {
+				contentType = upload.ContentType(t)
 			}
 		}
 	}
@@ -190,6 +201,7 @@ func (d Dialect) parseInfo(get Fields, namespace string, lim Limits, needName bo
 		TotalSize:    total,
 		ChunkSize:    chunkSize,
 		TotalChunks:  int(chunks),
+		ContentType:  contentType,
 	}
 	return info, nil
 }

@@ -60,6 +60,10 @@ type Info struct {
 	TotalSize    int64  `json:"totalSize"`
 	ChunkSize    int64  `json:"chunkSize"`
 	TotalChunks  int    `json:"totalChunks"`
+	// ContentType is the file's type as the client gave it, made well-formed
+	// (see ContentType): the finished file is served with it. The record
+	// keeps the one of the chunk that created it.
+	ContentType string `json:"contentType,omitempty"`
 }
 
 // ChunkBounds returns where chunk n (1-based) starts in the file and how long it
@@ -85,6 +89,13 @@ type Result struct {
 	Object   string `json:"object,omitempty"`
 	Size     int64  `json:"size"`
 	ETag     string `json:"etag,omitempty"`
+	// CRC64NVME is the finished file's CRC-64/NVME (8 bytes big-endian,
+	// base64, as S3 shows it in x-amz-checksum-crc64nvme), combined from
+	// its chunks' checksums and, on S3, verified by S3 against the object.
+	CRC64NVME string `json:"crc64nvme,omitempty"`
+	// ContentType and ContentDisposition are what the file is served with.
+	ContentType        string `json:"contentType,omitempty"`
+	ContentDisposition string `json:"contentDisposition,omitempty"`
 }
 
 // Record is what a Ledger knows of one upload.
@@ -289,19 +300,24 @@ type Scanner interface {
 // event with source "flowgate" and detail-type "Upload Completed"; locally it
 // is logged and optionally POSTed to a webhook.
 type Event struct {
-	UploadKey    string    `json:"uploadKey"`
-	Namespace    string    `json:"namespace"`
-	Identifier   string    `json:"identifier"`
-	FileName     string    `json:"fileName"`
-	RelativePath string    `json:"relativePath"`
-	Location     string    `json:"location"`
-	Bucket       string    `json:"bucket,omitempty"`
-	Object       string    `json:"key,omitempty"`
-	Size         int64     `json:"size"`
-	Chunks       int       `json:"chunks"`
-	ETag         string    `json:"etag,omitempty"`
-	StartedAt    time.Time `json:"startedAt"`
-	CompletedAt  time.Time `json:"completedAt"`
+	UploadKey    string `json:"uploadKey"`
+	Namespace    string `json:"namespace"`
+	Identifier   string `json:"identifier"`
+	FileName     string `json:"fileName"`
+	RelativePath string `json:"relativePath"`
+	Location     string `json:"location"`
+	Bucket       string `json:"bucket,omitempty"`
+	Object       string `json:"key,omitempty"`
+	Size         int64  `json:"size"`
+	Chunks       int    `json:"chunks"`
+	ETag         string `json:"etag,omitempty"`
+	// CRC64NVME is the file's checksum (see Result): a consumer compares it
+	// with the object's own, or with the bytes it reads.
+	CRC64NVME          string    `json:"crc64nvme,omitempty"`
+	ContentType        string    `json:"contentType,omitempty"`
+	ContentDisposition string    `json:"contentDisposition,omitempty"`
+	StartedAt          time.Time `json:"startedAt"`
+	CompletedAt        time.Time `json:"completedAt"`
 }
 
 // EventSource and EventDetailType name the completion event on EventBridge.

@@ -158,6 +158,7 @@ func EventFor(rec Record, now time.Time) Event {
 	}
 	if r := rec.Result; r != nil {
 		ev.Location, ev.Bucket, ev.Object, ev.Size, ev.ETag = r.Location, r.Bucket, r.Object, r.Size, r.ETag
+		ev.CRC64NVME, ev.ContentType, ev.ContentDisposition = r.CRC64NVME, r.ContentType, r.ContentDisposition
 	}
 	return ev
 }

@@ -36,6 +36,9 @@ type Body struct {
 	// file part of a multipart body, say), so that a chunk from a request
 	// that turns out malformed is never counted.
 	Finish func() error
+	// Digests are the checksums the client sent for the chunk, if any: the
+	// chunk is taken only if its bytes match every one (see verifier).
+	Digests Digests
 }
 
 // Test answers flow.js's test GET: is chunk n already stored and counted?
@@ -87,6 +90,12 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready b
 
 	_, size := info.ChunkBounds(n)
 	exact := &exactReader{r: body.Reader, left: size}
+	var src io.Reader = exact
+	var verify *verifier
+	if !body.Digests.Empty() {
+		verify = newVerifier(exact, body.Digests, n)
+		src = verify
+	}
 
 	slot, err = s.Ledger.Lookup(ctx, info, n)
 	if err != nil {
@@ -98,11 +107,20 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready b
 		}
 		return false, Slot{}, finish(body)
 	}
+	if size == 0 && verify != nil {
+		// Nothing will stream: compare before anything is stored.
+		if err := verify.finish(); err != nil {
+			return false, Slot{}, bodyErr(err)
+		}
+	}
 	slot = s.locks.newSlot(info.Key, slot)
 
-	if err := s.Store.PutChunk(ctx, info, slot.Generation, n, exact); err != nil {
+	if err := s.Store.PutChunk(ctx, info, slot.Generation, n, src); err != nil {
 		if exact.err != nil {
 			return false, slot, bodyErr(exact.err)
+		}
+		if verify != nil && verify.err != nil {
+			return false, slot, verify.err
 		}
 		return false, slot, fmt.Errorf("%w: store chunk: %w", ErrUnavailable, err)
 	}
@@ -111,6 +129,11 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready b
 	// nothing more was sent.
 	if err := exact.end(); err != nil {
 		return false, slot, bodyErr(err)
+	}
+	if verify != nil {
+		if err := verify.finish(); err != nil {
+			return false, slot, bodyErr(err)
+		}
 	}
 	if err := finish(body); err != nil {
 		return false, slot, err
@@ -196,7 +219,12 @@ type Status struct {
 	// Size is set once complete (a pointer, so that 0 bytes still shows).
 	Size     *int64 `json:"size,omitempty"`
 	Location string `json:"location,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// CRC64NVME, ContentType and ContentDisposition are the finished
+	// file's (see Result), once complete.
+	CRC64NVME          string `json:"crc64nvme,omitempty"`
+	ContentType        string `json:"contentType,omitempty"`
+	ContentDisposition string `json:"contentDisposition,omitempty"`
+	Error              string `json:"error,omitempty"`
 }
 
 // Status tells where an upload is. An unknown upload is not an error.
@@ -217,6 +245,7 @@ func (s *Service) Status(ctx context.Context, key string) (Status, error) {
 		if rec.Result != nil {
 			size := rec.Result.Size
 			st.Size, st.Location = &size, rec.Result.Location
+			st.CRC64NVME, st.ContentType, st.ContentDisposition = rec.Result.CRC64NVME, rec.Result.ContentType, rec.Result.ContentDisposition
 		}
 	case StateFailed:
 		st.Error = rec.Error
