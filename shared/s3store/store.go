@@ -27,7 +27,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -99,6 +101,23 @@ type Store struct {
 	PartSize int64
 	// Concurrency is how many parts are in flight during one assembly.
 	Concurrency int
+
+	// How the finished object is written (object.go): its key below
+	// FinishedPrefix (Layout, DefaultLayout when empty), Content-Disposition
+	// mode (upload.DispositionAttachment when empty), tags in the
+	// x-amz-tagging form (ParseTags), storage class (the bucket's default
+	// when empty). KMSKey, when set, encrypts every object the store
+	// writes, chunks included, with that KMS key (SSE-KMS).
+	Layout       string
+	Disposition  string
+	Tags         string
+	StorageClass types.StorageClass
+	KMSKey       string
+
+	// copyNoChecksum is set once the server refused to copy a part into a
+	// multipart upload that has a checksum algorithm (MinIO does; AWS
+	// computes the part's checksum): parts are streamed from then on.
+	copyNoChecksum atomic.Bool
 }
 
 func (s *Store) staging() string {
@@ -127,12 +146,14 @@ func (s *Store) genPrefix(key, gen string) string {
 
 // FinalKey is the object key of an upload's finished file.
 func (s *Store) FinalKey(rec upload.Record) string {
-	return s.finished() + rec.Key + "-" + rec.Generation + "/" + upload.SafeFileName(rec.FileName)
+	return s.finished() + layoutKey(s.Layout, rec)
 }
 
 // PutChunk streams chunk n to its own object. The body goes out with its
-// exact length and a CRC32 trailer (aws-chunked): S3 checks the bytes it
-// received, and the stream needs no seeking, so nothing is buffered. If r
+// exact length and a CRC-64/NVME trailer (aws-chunked): S3 checks the bytes
+// it received and keeps the checksum with the object, where the assembly
+// finds it to check the finished file; the stream needs no seeking, so
+// nothing is buffered. If r
 // fails, or yields more or fewer bytes than the chunk's size, the request is
 // cut off before its end and S3 stores nothing.
 func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n int, r io.Reader) error {
@@ -141,13 +162,16 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n in
 	}
 	_, size := info.ChunkBounds(n)
 	body := &exactReader{r: r, left: size}
+	sse, kmsKey := s.encryption()
 	_, err := s.Client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:            aws.String(s.Bucket),
-		Key:               aws.String(s.ChunkKey(info.Key, gen, n)),
-		Body:              body,
-		ContentLength:     aws.Int64(size),
-		ContentType:       aws.String("application/octet-stream"),
-		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		Bucket:               aws.String(s.Bucket),
+		Key:                  aws.String(s.ChunkKey(info.Key, gen, n)),
+		Body:                 body,
+		ContentLength:        aws.Int64(size),
+		ContentType:          aws.String("application/octet-stream"),
+		ChecksumAlgorithm:    types.ChecksumAlgorithmCrc64nvme,
+		ServerSideEncryption: sse,
+		SSEKMSKeyId:          kmsKey,
 	})
 	if body.err != nil {
 		return body.err
@@ -197,7 +221,37 @@ func (s *Store) Discard(ctx context.Context, key, gen string) error {
 	if err := s.deleteKeys(ctx, keys); err != nil {
 		return err
 	}
-	return s.abortUploads(ctx, s.finished()+key+"-"+gen+"/")
+	return s.abortLeftovers(ctx, key, gen)
+}
+
+// abortLeftovers aborts the multipart uploads an interrupted assembly of
+// the generation left. Only a layout with {generation} tells one
+// generation's finished key from another's; with any other, nothing is
+// aborted here (the bucket's lifecycle rule aborts what is left).
+func (s *Store) abortLeftovers(ctx context.Context, key, gen string) error {
+	layout := s.Layout
+	if layout == "" {
+		layout = DefaultLayout
+	}
+	if !strings.Contains(layout, "{generation}") {
+		return nil
+	}
+	cut := len(layout)
+	for _, f := range []string{"{namespace}", "{name}"} {
+		if i := strings.Index(layout, f); i >= 0 && i < cut {
+			cut = i
+		}
+	}
+	prefix := s.finished() + strings.NewReplacer("{uploadKey}", key, "{generation}", gen).Replace(layout[:cut])
+	ups, err := s.listUploads(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	ups = slices.DeleteFunc(ups, func(u types.MultipartUpload) bool {
+		k := strings.TrimPrefix(aws.ToString(u.Key), s.finished())
+		return !strings.Contains(k, key) || !strings.Contains(k, gen)
+	})
+	return s.abort(ctx, ups)
 }
 
 // Staged lists every generation of an upload with staged chunks and when
@@ -277,15 +331,6 @@ func (s *Store) deleteKeys(ctx context.Context, keys []string) error {
 		keys = keys[n:]
 	}
 	return nil
-}
-
-// abortUploads aborts the multipart uploads under prefix.
-func (s *Store) abortUploads(ctx context.Context, prefix string) error {
-	ups, err := s.listUploads(ctx, prefix)
-	if err != nil {
-		return err
-	}
-	return s.abort(ctx, ups)
 }
 
 func (s *Store) abort(ctx context.Context, ups []types.MultipartUpload) error {

@@ -218,11 +218,18 @@ func TestAssembleShapes(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.check(t, f, res, sum)
-			if got := e.in.Calls("s3.UploadPartCopy"); got != c.copies {
-				t.Errorf("UploadPartCopy calls = %d, want %d", got, c.copies)
-			}
-			if got := e.in.Calls("s3.UploadPart"); got != c.ups {
-				t.Errorf("UploadPart calls = %d, want %d", got, c.ups)
+			copies, ups := e.in.Calls("s3.UploadPartCopy"), e.in.Calls("s3.UploadPart")
+			if c.copies > 0 {
+				// The pinned MinIO refuses to copy a part into a multipart
+				// upload with a checksum algorithm (AWS computes the copied
+				// part's checksum): the store tries, and streams the parts
+				// instead from the first refusal on (the parts in flight
+				// meanwhile try too).
+				if copies < 1 || copies > c.copies || ups != c.copies {
+					t.Errorf("UploadPartCopy calls = %d, UploadPart calls = %d; want 1 to %d tried and %d streamed", copies, ups, c.copies, c.copies)
+				}
+			} else if copies != 0 || ups != c.ups {
+				t.Errorf("UploadPartCopy calls = %d, UploadPart calls = %d; want 0 and %d", copies, ups, c.ups)
 			}
 			if single := e.in.Calls("s3.CopyObject") == 1; single != c.single {
 				t.Errorf("single-chunk copy = %v, want %v", single, c.single)
