@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -19,9 +20,10 @@ import (
 var operationNeeds = map[string][]need{
 	"s3:PutObject": {{"s3:PutObject", chunkObject}},
 	"s3:GetObject": {{"s3:GetObject", chunkObject}},
-	// HeadObject checks whether the finished file exists. Without
-	// s3:ListBucket, S3 answers 403 instead of 404 for a missing object.
-	"s3:HeadObject":              {{"s3:GetObject", finishedObject}, {"s3:ListBucket", bucket}},
+	// HeadObject checks whether the finished file exists, and reads each
+	// chunk's checksum. Without s3:ListBucket, S3 answers 403 instead of 404
+	// for a missing object.
+	"s3:HeadObject":              {{"s3:GetObject", finishedObject}, {"s3:GetObject", chunkObject}, {"s3:ListBucket", bucket}},
 	"s3:CopyObject":              {{"s3:GetObject", chunkObject}, {"s3:PutObject", finishedObject}},
 	"s3:DeleteObjects":           {{"s3:DeleteObject", chunkObject}},
 	"s3:ListObjectsV2":           {{"s3:ListBucket", bucket}},
@@ -50,6 +52,24 @@ var operationNeeds = map[string][]need{
 	// reach them fails here: on AWS the template owns the resources.
 }
 
+// functionOperationNeeds are the operations a function calls on other
+// resources than operationNeeds says: the example consumer reads finished
+// files, not chunks.
+var functionOperationNeeds = map[string]map[string][]need{
+	"ConsumerFunction": {"s3:GetObject": {{"s3:GetObject", finishedObject}}},
+}
+
+// Operations that write an object, and that read one: with a KMS key
+// (KmsKeyArn), writing needs kms:GenerateDataKey (and a multipart upload
+// kms:Decrypt too, to complete it: simplest is both for every writer), and
+// reading kms:Decrypt. Creating the finished file with tags (ObjectTags)
+// needs s3:PutObjectTagging.
+var (
+	kmsWrites = []string{"s3:PutObject", "s3:CreateMultipartUpload", "s3:UploadPart", "s3:UploadPartCopy", "s3:CopyObject", "s3:CompleteMultipartUpload"}
+	kmsReads  = []string{"s3:GetObject"}
+	tagWrites = []string{"s3:CreateMultipartUpload", "s3:CopyObject"}
+)
+
 // need is one action on one kind of resource.
 type need struct {
 	action string
@@ -68,6 +88,7 @@ const (
 	eventBus
 	failureQueue
 	ownLogStream
+	kmsKey
 	anything
 )
 
@@ -98,6 +119,9 @@ func sampleARNs(s *stack, fnID string, env map[string]string) arns {
 		failureQueue:   s.getAtt("AssemblyFailureQueue", "Arn"),
 		ownLogStream:   "arn:aws:logs:" + region + ":" + account + ":log-group:" + logGroup + ":log-stream:2026/01/01/[$LATEST]0123456789abcdef",
 	}}
+	if key := s.params["KmsKeyArn"]; key != "" {
+		a.own[kmsKey] = key
+	}
 	a.foreign = []string{
 		"arn:aws:s3:::" + bucketName + "/other/x",
 		"arn:aws:s3:::another-bucket",
@@ -109,6 +133,7 @@ func sampleARNs(s *stack, fnID string, env map[string]string) arns {
 		"arn:aws:events:" + region + ":" + account + ":event-bus/default",
 		"arn:aws:sqs:" + region + ":" + account + ":another-queue",
 		"arn:aws:logs:" + region + ":" + account + ":log-group:/aws/lambda/another:log-stream:x",
+		"arn:aws:kms:" + region + ":" + account + ":key/another-key",
 	}
 	// Every kind's sample is foreign to the needs that are not about it;
 	// the other functions' log groups are foreign too.
@@ -125,12 +150,28 @@ func sampleARNs(s *stack, fnID string, env map[string]string) arns {
 func requiredNeeds(t *testing.T, s *stack, fnID string, facts codeFacts) []need {
 	var needs []need
 	for _, op := range sortedKeys(facts.Ops) {
-		n, ok := operationNeeds[op]
+		n, ok := functionOperationNeeds[fnID][op]
+		if !ok {
+			n, ok = operationNeeds[op]
+		}
 		if !ok {
 			t.Errorf("%s calls %s, which has no IAM mapping in operationNeeds: add it, and grant it in template.yaml", fnID, op)
 			continue
 		}
 		needs = append(needs, n...)
+	}
+	calls := func(ops []string) bool {
+		return slices.ContainsFunc(ops, func(op string) bool { return facts.Ops[op] })
+	}
+	if s.params["KmsKeyArn"] != "" {
+		if calls(kmsWrites) {
+			needs = append(needs, need{"kms:GenerateDataKey", kmsKey}, need{"kms:Decrypt", kmsKey})
+		} else if calls(kmsReads) {
+			needs = append(needs, need{"kms:Decrypt", kmsKey})
+		}
+	}
+	if s.params["ObjectTags"] != "" && calls(tagWrites) {
+		needs = append(needs, need{"s3:PutObjectTagging", finishedObject})
 	}
 	needs = append(needs, need{"logs:CreateLogStream", ownLogStream}, need{"logs:PutLogEvents", ownLogStream})
 	for _, ev := range mapOf(s.props(fnID)["Events"]) {

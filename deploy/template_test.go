@@ -41,6 +41,11 @@ var variants = []variant{
 		"LogLevel": "debug", "LogRetentionDays": "7", "ThrottleRateLimit": "11", "ThrottleBurstLimit": "22",
 	}},
 	{"jwt-keys", map[string]string{"AuthMode": "jwt", "JwtPublicKeys": ""}}, // a JWKS, see init
+	{"finished-files", map[string]string{
+		"ExampleConsumer": "true", "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+		"ObjectTags": "app=photos,retention=1y", "StorageClass": "INTELLIGENT_TIERING", "ContentDisposition": "inline",
+		"FinishedKeyLayout": "{namespace}/{uploadKey}/{name}", "AllowedTypes": "image/*, application/pdf, .jpg, .png, .pdf",
+	}},
 }
 
 func init() {
@@ -99,6 +104,9 @@ var leftAtDefault = map[string]map[string]string{
 		"FLOWGATE_ASSEMBLY_LEASE":       "the upload function never assembles",
 		"FLOWGATE_ASSEMBLY_CONCURRENCY": "the upload function never assembles",
 		"FLOWGATE_FAILURE_QUEUE":        "only the re-drive replays the failure queue",
+		"FLOWGATE_CONTENT_DISPOSITION":  "the upload function never writes a finished file",
+		"FLOWGATE_STORAGE_CLASS":        "chunks stay STANDARD: they live a few days",
+		"FLOWGATE_OBJECT_TAGS":          "the upload function never writes a finished file",
 	},
 	"AssembleFunction": {
 		"FLOWGATE_NAMESPACE_HEADER":     "the assembler serves no requests",
@@ -111,6 +119,7 @@ var leftAtDefault = map[string]map[string]string{
 		"FLOWGATE_RECORD_TTL":           "a week of status for finished uploads is the design's default",
 		"FLOWGATE_ASSEMBLY_CONCURRENCY": "4 parts in flight per assembly suits the function's memory",
 		"FLOWGATE_FAILURE_QUEUE":        "only the re-drive replays the failure queue (the assembler fills it, by its event source mapping)",
+		"FLOWGATE_ALLOWED_TYPES":        "files are checked when their chunks arrive",
 	},
 	"RedriveFunction": {
 		"FLOWGATE_NAMESPACE_HEADER":     "the re-drive serves no requests",
@@ -122,6 +131,7 @@ var leftAtDefault = map[string]map[string]string{
 		"FLOWGATE_EXPIRY":               "only counting a chunk sets the idle expiry",
 		"FLOWGATE_RECORD_TTL":           "a week of status for finished uploads is the design's default",
 		"FLOWGATE_ASSEMBLY_CONCURRENCY": "4 parts in flight per assembly suits the function's memory",
+		"FLOWGATE_ALLOWED_TYPES":        "files are checked when their chunks arrive",
 	},
 	"AuthorizerFunction": {
 		"FLOWGATE_JWT_LEEWAY": "30 seconds of clock skew",

@@ -21,6 +21,12 @@
 //	FLOWGATE_FAILURE_QUEUE      the stream's on-failure queue (URL), which the re-drive replays
 //	FLOWGATE_AUTH               who the caller is: none (public namespace), cognito or jwt
 //	                            (the identity API Gateway's authorizer verified; see GatewayNamespace)
+//	FLOWGATE_FINISHED_LAYOUT    finished file's key below the prefix ({uploadKey}-{generation}/{name};
+//	                            placeholders {namespace} {uploadKey} {generation} {name})
+//	FLOWGATE_STORAGE_CLASS      storage class of finished files (empty: the bucket's default, STANDARD)
+//	FLOWGATE_KMS_KEY            KMS key (ARN, id or alias) that encrypts every object written (SSE-KMS);
+//	                            empty leaves the bucket's default encryption
+//	FLOWGATE_OBJECT_TAGS        tags of finished files, key=value,key2=value2
 //
 // The AWS SDK reads its own settings (region, credentials, and endpoint
 // overrides such as AWS_ENDPOINT_URL_S3) from the environment as usual.
@@ -73,6 +79,8 @@ type Config struct {
 	IdleTTL, RecordTTL, Lease     time.Duration
 	StagingRetention              time.Duration
 	Concurrency                   int
+	// How finished objects are written (see s3store.Store).
+	Layout, StorageClass, KMSKey, Tags string
 }
 
 // MaxUploadAge is how long an upload may take from its first chunk to its
@@ -108,7 +116,21 @@ func Load(getenv func(string) string) (Config, error) {
 		Lease:            e.Duration("FLOWGATE_ASSEMBLY_LEASE", 15*time.Minute),
 		StagingRetention: e.Duration("FLOWGATE_STAGING_RETENTION", 0),
 		Concurrency:      e.Int("FLOWGATE_ASSEMBLY_CONCURRENCY", s3store.DefaultConcurrency),
+		Layout:           e.String("FLOWGATE_FINISHED_LAYOUT", s3store.DefaultLayout),
+		StorageClass:     e.String("FLOWGATE_STORAGE_CLASS", ""),
+		KMSKey:           e.String("FLOWGATE_KMS_KEY", ""),
 	}
+	if err := s3store.CheckLayout(c.Layout); err != nil {
+		e.Fail("FLOWGATE_FINISHED_LAYOUT: %v", err)
+	}
+	if c.StorageClass != "" && !slices.Contains(s3types.StorageClass("").Values(), s3types.StorageClass(c.StorageClass)) {
+		e.Fail("FLOWGATE_STORAGE_CLASS: %q is not one of S3's storage classes", c.StorageClass)
+	}
+	tags, err := s3store.ParseTags(e.String("FLOWGATE_OBJECT_TAGS", ""))
+	if err != nil {
+		e.Fail("FLOWGATE_OBJECT_TAGS: %v", err)
+	}
+	c.Tags = tags
 	if c.IdleTTL <= 0 || c.RecordTTL <= 0 || c.Lease <= 0 {
 		e.Fail("FLOWGATE_EXPIRY, FLOWGATE_RECORD_TTL and FLOWGATE_ASSEMBLY_LEASE must be positive")
 	}
@@ -174,6 +196,8 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 		Client: s3c, Bucket: cfg.Bucket,
 		StagingPrefix: cfg.StagingPrefix, FinishedPrefix: cfg.FinishedPrefix,
 		Concurrency: cfg.Concurrency,
+		Layout:      cfg.Layout, Disposition: cfg.Disposition, Tags: cfg.Tags,
+		StorageClass: s3types.StorageClass(cfg.StorageClass), KMSKey: cfg.KMSKey,
 	}
 	ledger := &dynamoledger.Ledger{
 		Client: db, Table: cfg.Table,
@@ -212,6 +236,7 @@ func (d *Deployment) Handler() http.Handler {
 		CORS:      httpapi.CORS{AllowedOrigins: d.Config.AllowedOrigins},
 		Namespace: namespace,
 		Log:       d.Log,
+		Allowed:   d.Config.AllowedTypes,
 		// Uploads-per-namespace stays unset: a count per Lambda instance
 		// would limit nothing.
 		Metrics: d.Metrics,

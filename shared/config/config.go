@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/shared/protocol"
+	"github.com/flowgate/flowgate/shared/upload"
 )
 
 // Local is the embedded server's configuration.
@@ -57,6 +58,12 @@ type Common struct {
 	AllowedOrigins  []string        // FLOWGATE_ALLOWED_ORIGINS, comma-separated; "*" is any
 	NamespaceHeader string          // FLOWGATE_NAMESPACE_HEADER: trust this header for the namespace
 	LogLevel        slog.Level      // FLOWGATE_LOG_LEVEL: debug, info, warn, error
+	// AllowedTypes (FLOWGATE_ALLOWED_TYPES) lists the MIME types, families
+	// (image/*) and extensions (.pdf) of the files taken; empty takes all.
+	AllowedTypes upload.AllowList
+	// Disposition (FLOWGATE_CONTENT_DISPOSITION) is how finished files are
+	// served: attachment (saved under their name) or inline (shown).
+	Disposition string
 }
 
 // LoadLocal reads the embedded server's configuration through getenv
@@ -138,6 +145,15 @@ func (e *Env) Common(maxChunk int64) Common {
 		AllowedOrigins:  e.List("FLOWGATE_ALLOWED_ORIGINS", []string{"*"}),
 		NamespaceHeader: e.String("FLOWGATE_NAMESPACE_HEADER", ""),
 		LogLevel:        e.Level("FLOWGATE_LOG_LEVEL", slog.LevelInfo),
+		Disposition:     e.String("FLOWGATE_CONTENT_DISPOSITION", upload.DispositionAttachment),
+	}
+	allowed, err := upload.ParseAllowList(e.String("FLOWGATE_ALLOWED_TYPES", ""))
+	if err != nil {
+		e.Fail("FLOWGATE_ALLOWED_TYPES: %v", err)
+	}
+	c.AllowedTypes = allowed
+	if c.Disposition != upload.DispositionAttachment && c.Disposition != upload.DispositionInline {
+		e.Fail("FLOWGATE_CONTENT_DISPOSITION: %q is not attachment or inline", c.Disposition)
 	}
 	if c.Limits.MaxChunkSize < 1 || c.Limits.MaxChunks < 1 || c.Limits.MaxFileSize < 0 {
 		e.Fail("size and chunk limits must be positive")

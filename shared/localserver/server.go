@@ -98,6 +98,7 @@ func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	store.Disposition = cfg.Disposition
 	ledger, err := boltledger.Open(filepath.Join(cfg.DataDir, "ledger.db"), cfg.Expiry)
 	if err != nil {
 		return nil, err
@@ -132,6 +133,7 @@ func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
 		Uploads:       s.uploads,
 		MaxFieldBytes: cfg.MaxFieldBytes,
 		MaxParts:      cfg.MaxParts,
+		Allowed:       cfg.AllowedTypes,
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/upload", api)
