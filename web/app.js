@@ -48,12 +48,56 @@
     chunkRetryInterval: retryDelay(0), // replaced before each retry: see fileRetry
     permanentErrors: PERMANENT,
     generateUniqueIdentifier: identifierFor,
+    // Each chunk goes with the SHA-256 of its bytes (see "Chunk checksums").
+    preprocess: hashChunk,
+    query: checksumFields,
   });
 
   if (!flow.support) {
     $("unsupported").hidden = false;
     $("drop").hidden = true;
     return;
+  }
+
+  // --- Chunk checksums ------------------------------------------------------
+  // Each chunk is sent with the SHA-256 of its bytes (field checksumSha256,
+  // base64): the server checks the chunk against it as it arrives and
+  // refuses one damaged on the way with 422, which flow.js sends again (one
+  // of its chunk retries). flow.js 2.14.1 runs the preprocess option once
+  // per chunk, before reading, testing and sending it, and waits for
+  // preprocessFinished; the query option then adds the digest to the
+  // chunk's fields (for the test GET too, where the server ignores it).
+  // WebCrypto exists only in secure contexts (https, localhost): elsewhere
+  // chunks go without a digest, as they would from any flow.js page.
+  function hashChunk(chunk) {
+    var subtle = window.crypto && window.crypto.subtle;
+    if (!subtle) { chunk.preprocessFinished(); return; }
+    var blob = chunk.fileObj.file.slice(chunk.startByte, chunk.endByte);
+    readBlob(blob)
+      .then(function (bytes) { return subtle.digest("SHA-256", bytes); })
+      .then(function (digest) { chunk.flowgateSha256 = base64(new Uint8Array(digest)); })
+      .catch(function () { delete chunk.flowgateSha256; })
+      .then(function () { chunk.preprocessFinished(); });
+  }
+
+  function checksumFields(file, chunk) {
+    return chunk && chunk.flowgateSha256 ? { checksumSha256: chunk.flowgateSha256 } : {};
+  }
+
+  function readBlob(blob) {
+    if (blob.arrayBuffer) { return blob.arrayBuffer(); }
+    return new Promise(function (resolve, reject) {
+      var r = new FileReader();
+      r.onload = function () { resolve(r.result); };
+      r.onerror = function () { reject(r.error); };
+      r.readAsArrayBuffer(blob);
+    });
+  }
+
+  function base64(bytes) {
+    var s = "";
+    for (var i = 0; i < bytes.length; i++) { s += String.fromCharCode(bytes[i]); }
+    return btoa(s);
   }
 
   // --- Identifiers ----------------------------------------------------------
