@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"unicode/utf8"
 )
 
 // What makes a finished file servable as it is: the type a browser gave
@@ -27,8 +26,14 @@ const maxContentTypeBytes = 255
 // know (empty) is DefaultContentType too.
 func ContentType(declared string) string {
 	declared = strings.TrimSpace(declared)
-	if declared == "" || len(declared) > maxContentTypeBytes || !utf8.ValidString(declared) {
+	if declared == "" || len(declared) > maxContentTypeBytes {
 		return DefaultContentType
+	}
+	for i := 0; i < len(declared); i++ {
+		// A header value: printable ASCII only.
+		if declared[i] < 0x20 || declared[i] >= 0x7f {
+			return DefaultContentType
+		}
 	}
 	mt, params, err := mime.ParseMediaType(declared)
 	if err != nil || !strings.Contains(mt, "/") || strings.HasSuffix(mt, "/") || strings.HasPrefix(mt, "/") || strings.Count(mt, "/") != 1 {
@@ -122,12 +127,12 @@ func ParseAllowList(s string) (AllowList, error) {
 			a.exts = append(a.exts, e)
 		case strings.HasSuffix(e, "/*"):
 			family := strings.TrimSuffix(e, "*")
-			if ContentType(family+"x") == DefaultContentType && family != "application/" {
+			if strings.Contains(family, "*") || ContentType(family+"x") != family+"x" {
 				return AllowList{}, fmt.Errorf("%q is not a type family such as image/*", e)
 			}
 			a.types = append(a.types, family)
 		default:
-			if ContentType(e) != e || strings.Contains(e, ";") {
+			if ContentType(e) != e || strings.ContainsAny(e, ";*") {
 				return AllowList{}, fmt.Errorf("%q is not a MIME type such as image/png, a family such as image/*, or an extension such as .pdf", e)
 			}
 			a.types = append(a.types, e)
