@@ -15,6 +15,8 @@ type Report struct {
 	Results           []*Result
 	Zips              []zipSize
 	Cold              *coldStarts
+	Checksums         []checksumCost
+	Combine           combineCost
 }
 
 func (rep *Report) byPath(path string) []*Result {
@@ -311,6 +313,51 @@ func (rep *Report) Markdown() string {
 		p("")
 	}
 
+	if len(rep.Checksums) > 0 {
+		p("## Checksums")
+		p("")
+		p("What integrity costs. Each chunk's CRC-64/NVME is always computed as it is stored (the embedded server")
+		p("keeps it for the file's checksum; on the AWS path the SDK computes it for S3, which checks it and keeps it);")
+		p("a client's digest of a chunk, when sent, is checked as the chunk streams; at assembly the chunks' CRCs")
+		p("combine into the file's without reading it again. One core of this machine, in the bench process:")
+		p("")
+		p("| checksum | GiB/s | CPU per GiB |")
+		p("| --- | ---: | ---: |")
+		for _, c := range rep.Checksums {
+			p("| %s | %.2f | %s |", c.Name, c.GiBps, ms(c.CPUPerGiB))
+		}
+		p("| combining %s chunk CRCs into the file's (10 GiB of 4 MiB chunks) | | %s per file |", count(rep.Combine.Chunks), ms(rep.Combine.Took))
+		p("")
+		var pairs []string
+		for _, r := range rep.Results {
+			if !r.SHA256 {
+				continue
+			}
+			for _, q := range rep.Results {
+				if q.Path == r.Path && !q.SHA256 && q.Files == r.Files && q.FileSize == r.FileSize && q.ChunkSize == r.ChunkSize && q.Simultaneous == r.Simultaneous {
+					where := "embedded server"
+					if r.Path == pathS3 {
+						where = "AWS path"
+					}
+					pairs = append(pairs, fmt.Sprintf("| %s: %s | %s → %s MiB/s (%+.0f%%) | %.1f s → %.1f s (%+.1f s per GiB) |",
+						where, r.Label(), rate(q.MiBps), rate(r.MiBps), 100*(r.MiBps/q.MiBps-1),
+						q.CPU.Seconds(), r.CPU.Seconds(), (r.CPU-q.CPU).Seconds()/(float64(r.Bytes())/float64(gib))))
+				}
+			}
+		}
+		if len(pairs) > 0 {
+			p("The same upload without and with a SHA-256 sent for every chunk and checked by the server (throughput")
+			p("varies from run to run on a shared machine; the server's CPU time is the steadier measure):")
+			p("")
+			p("| scenario | ingest | server CPU |")
+			p("| --- | ---: | ---: |")
+			for _, l := range pairs {
+				p("%s", l)
+			}
+			p("")
+		}
+	}
+
 	if len(rep.Zips) > 0 || rep.Cold != nil {
 		p("## Lambda functions")
 		p("")
@@ -375,7 +422,7 @@ func (rep *Report) Markdown() string {
 	p("  server does; **ratio to it**, the server's ingest over it, shows how much of the rest is the server's (HTTP,")
 	p("  the ledger, its own writes). With many chunks in flight over several files it can come out above the disk")
 	p("  ceiling, which has one write in flight at a time.")
-	p("- **PutObject ceiling**: each chunk (same bytes, same sizes) sent with the SDK's `PutObject`, streamed with a CRC32")
+	p("- **PutObject ceiling**: each chunk (same bytes, same sizes) sent with the SDK's `PutObject`, streamed with a CRC-64/NVME")
 	p("  trailer as the chunk store sends them, with as many requests in flight as the scenario's client.")
 	p("- **Copy ceiling** (assembly): the chunk objects the PutObject ceiling left are read back and streamed into one")
 	p("  multipart upload, in parts of the chunk store's default size (16 MiB) with its default concurrency (4), then")

@@ -180,6 +180,17 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			return rep, err
 		}
 	}
+	{
+		n, minTime := 64*mib, time.Second
+		if opt.Quick {
+			minTime = 200 * time.Millisecond
+		}
+		rep.Checksums, rep.Combine = measureChecksums(n, minTime, 2560)
+		for _, c := range rep.Checksums {
+			logf("checksum: %s: %.2f GiB/s on one core, %s of CPU per GiB", c.Name, c.GiBps, ms(c.CPUPerGiB))
+		}
+		logf("checksum: combining %d chunk CRCs (10 GiB of 4 MiB chunks): %s", rep.Combine.Chunks, ms(rep.Combine.Took))
+	}
 	if r.events, err = startCompletions(); err != nil {
 		return rep, err
 	}

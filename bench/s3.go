@@ -215,7 +215,7 @@ func collect(c chan error) []error {
 // putCeiling is raw PutObject of the scenario's chunks (the same bytes, the
 // same sizes) to the same MinIO, with as many requests in flight as the
 // scenario's client has. Bodies are streamed as the chunk store streams
-// them (not seekable, so the SDK sends them once, with a CRC32 trailer).
+// them (not seekable, so the SDK sends them once, with a CRC-64/NVME trailer, as the store does).
 // The chunk objects are left under prefix for the copy ceiling.
 func (a *awsEnv) putCeiling(ctx context.Context, sc Scenario, files []*benchFile, prefix string) (ceiling, error) {
 	type job struct {
@@ -246,7 +246,7 @@ func (a *awsEnv) putCeiling(ctx context.Context, sc Scenario, files []*benchFile
 					Key:               aws.String(ceilingChunkKey(prefix, j.f, j.n)),
 					Body:              struct{ io.Reader }{io.NewSectionReader(j.f.Src, off, size)},
 					ContentLength:     aws.Int64(size),
-					ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32,
+					ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc64nvme,
 				})
 				mu.Lock()
 				lats = append(lats, time.Since(t))
@@ -295,11 +295,15 @@ func (a *awsEnv) streamCopy(ctx context.Context, sc Scenario, f *benchFile, pref
 			Bucket: aws.String(a.bucket), Key: aws.String(final),
 			Body:              &objectStream{ctx: ctx, a: a, keys: chunkKeys(prefix, f, 1, chunks)},
 			ContentLength:     aws.Int64(f.Src.Size),
-			ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32,
+			ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc64nvme,
 		})
 		return err
 	}
-	up, err := a.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(a.bucket), Key: aws.String(final)})
+	// With a full-object CRC-64/NVME, as the assembler builds the file.
+	up, err := a.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: aws.String(a.bucket), Key: aws.String(final),
+		ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc64nvme, ChecksumType: s3types.ChecksumTypeFullObject,
+	})
 	if err != nil {
 		return err
 	}
@@ -334,7 +338,7 @@ func (a *awsEnv) streamCopy(ctx context.Context, sc Scenario, f *benchFile, pref
 					PartNumber:        aws.Int32(p.num),
 					Body:              &objectStream{ctx: ctx, a: a, keys: chunkKeys(prefix, f, p.first, p.last)},
 					ContentLength:     aws.Int64(lastOff + lastSize - startOff),
-					ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32,
+					ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc64nvme,
 				})
 				mu.Lock()
 				if err != nil {
@@ -342,7 +346,7 @@ func (a *awsEnv) streamCopy(ctx context.Context, sc Scenario, f *benchFile, pref
 						first = err
 					}
 				} else {
-					done = append(done, s3types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: out.ETag})
+					done = append(done, s3types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: out.ETag, ChecksumCRC64NVME: out.ChecksumCRC64NVME})
 				}
 				mu.Unlock()
 			}
@@ -357,6 +361,7 @@ func (a *awsEnv) streamCopy(ctx context.Context, sc Scenario, f *benchFile, pref
 	_, err = a.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: aws.String(a.bucket), Key: aws.String(final), UploadId: up.UploadId,
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: done},
+		ChecksumType:    s3types.ChecksumTypeFullObject,
 	})
 	return err
 }

@@ -35,6 +35,9 @@ type Scenario struct {
 	Parallel     int // files uploading at once (browser tabs, users)
 	// Copy measures the assembly ceiling (S3, single-file scenarios).
 	Copy bool
+	// SHA256: every chunk goes with its SHA-256 (checksumSha256), which the
+	// server checks; set on twins of plain scenarios, to show the cost.
+	SHA256 bool
 }
 
 // Bytes is the scenario's total file size.
@@ -55,6 +58,11 @@ func (s Scenario) InFlight() int {
 
 // Label describes the scenario for the report.
 func (s Scenario) Label() string {
+	if s.SHA256 {
+		plain := s
+		plain.SHA256 = false
+		return plain.Label() + ", SHA-256 per chunk"
+	}
 	if s.Files == 1 {
 		return fmt.Sprintf("1 × %s, %s chunks, %d simultaneous", size(s.FileSize), size(s.ChunkSize), s.Simultaneous)
 	}
@@ -70,6 +78,7 @@ func (s Scenario) options(i int, id string) flowclient.Options {
 	return flowclient.Options{
 		ChunkSize:      s.ChunkSize,
 		ForceChunkSize: true, // the design's recommendation; every chunk is at most ChunkSize
+		ChunkSHA256:    s.SHA256,
 		Simultaneous:   s.Simultaneous,
 		TestChunks:     testChunks,
 		Identifier:     id,
@@ -95,9 +104,11 @@ func scenarios(quick bool) []Scenario {
 		return []Scenario{
 			{ID: "local-64mib-1m-3", Path: pathLocal, Files: 1, FileSize: 64 * mib, ChunkSize: 1 * mib, Simultaneous: 3, Parallel: 1},
 			{ID: "local-64mib-4m-8", Path: pathLocal, Files: 1, FileSize: 64 * mib, ChunkSize: 4 * mib, Simultaneous: 8, Parallel: 1},
+			{ID: "local-64mib-4m-8-sha256", Path: pathLocal, Files: 1, FileSize: 64 * mib, ChunkSize: 4 * mib, Simultaneous: 8, Parallel: 1, SHA256: true},
 			{ID: "local-8x16mib-4m-3", Path: pathLocal, Files: 8, FileSize: 16 * mib, ChunkSize: 4 * mib, Simultaneous: 3, Parallel: 8},
 			{ID: "local-200x64kib", Path: pathLocal, Files: 200, FileSize: 64 * kib, ChunkSize: 1 * mib, Simultaneous: 3, Parallel: 8},
 			{ID: "s3-64mib-4m-3", Path: pathS3, Files: 1, FileSize: 64 * mib, ChunkSize: 4 * mib, Simultaneous: 3, Parallel: 1, Copy: true},
+			{ID: "s3-64mib-4m-3-sha256", Path: pathS3, Files: 1, FileSize: 64 * mib, ChunkSize: 4 * mib, Simultaneous: 3, Parallel: 1, SHA256: true},
 			{ID: "s3-100x64kib", Path: pathS3, Files: 100, FileSize: 64 * kib, ChunkSize: 1 * mib, Simultaneous: 3, Parallel: 8},
 		}
 	}
@@ -117,6 +128,9 @@ func scenarios(quick bool) []Scenario {
 			})
 		}
 	}
+	// The same upload with a SHA-256 per chunk: what checking clients'
+	// digests costs.
+	list = append(list, Scenario{ID: "local-1gib-4m-8-sha256", Path: pathLocal, Files: 1, FileSize: gib, ChunkSize: 4 * mib, Simultaneous: 8, Parallel: 1, SHA256: true})
 	list = append(list,
 		Scenario{ID: "local-8x128mib-4m-3", Path: pathLocal, Files: 8, FileSize: 128 * mib, ChunkSize: 4 * mib, Simultaneous: 3, Parallel: 8},
 		Scenario{ID: "local-2000x64kib", Path: pathLocal, Files: 2000, FileSize: 64 * kib, ChunkSize: 1 * mib, Simultaneous: 3, Parallel: 8},
@@ -129,6 +143,7 @@ func scenarios(quick bool) []Scenario {
 			})
 		}
 	}
+	list = append(list, Scenario{ID: "s3-256mib-4m-8-sha256", Path: pathS3, Files: 1, FileSize: 256 * mib, ChunkSize: 4 * mib, Simultaneous: 8, Parallel: 1, SHA256: true})
 	list = append(list,
 		Scenario{ID: "s3-8x64mib-4m-3", Path: pathS3, Files: 8, FileSize: 64 * mib, ChunkSize: 4 * mib, Simultaneous: 3, Parallel: 8},
 		Scenario{ID: "s3-500x64kib", Path: pathS3, Files: 500, FileSize: 64 * kib, ChunkSize: 1 * mib, Simultaneous: 3, Parallel: 8},

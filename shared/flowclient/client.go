@@ -14,7 +14,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +88,10 @@ type Options struct {
 	// ExtraFields are sent along with the flow fields, as form fields or query
 	// parameters (flow.js `query`).
 	ExtraFields map[string]string
+	// ChunkSHA256 sends each chunk with the SHA-256 of its bytes
+	// (checksumSha256, base64), as the demo page does; the chunk is read
+	// once more to compute it.
+	ChunkSHA256 bool
 
 	// MaxRetries is how many times a chunk POST that failed with neither a
 	// success nor a permanent status (a 503, a network error) is sent again
@@ -519,6 +525,13 @@ func (u *uploader) newPost(ctx context.Context, n int) (*http.Request, int64, er
 	data := io.NewSectionReader(u.src, start, size)
 	fields := withExtras(u.opts.ExtraFields, u.g.Params(n))
 	target := u.c.target()
+	if u.opts.ChunkSHA256 {
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(u.src, start, size)); err != nil {
+			return nil, 0, err
+		}
+		fields = append([]Field{{Name: "checksumSha256", Value: base64.StdEncoding.EncodeToString(h.Sum(nil))}}, fields...)
+	}
 
 	var (
 		body        io.Reader
