@@ -195,6 +195,7 @@ func TestClaimLeaseComplete(t *testing.T) {
 	l, clock, _ := newLedger(t, testShards)
 	ctx := context.Background()
 	u := info("", "claim", 2000, 1000)
+	u.ContentType = "image/png"
 
 	if _, err := l.Claim(ctx, u.Key, "a", time.Minute); !errors.Is(err, upload.ErrNotFound) {
 		t.Fatalf("claim of unknown upload: %v, want ErrNotFound", err)
@@ -206,7 +207,7 @@ func TestClaimLeaseComplete(t *testing.T) {
 	mustCount(t, l, u, 2)
 
 	rec, err := l.Claim(ctx, u.Key, "a", time.Minute)
-	if err != nil || rec.State != upload.StateAssembling || rec.Owner != "a" || rec.TotalChunks != 2 || rec.Generation == "" {
+	if err != nil || rec.State != upload.StateAssembling || rec.Owner != "a" || rec.TotalChunks != 2 || rec.Generation == "" || rec.ContentType != "image/png" {
 		t.Fatalf("claim by a = %+v, %v", rec, err)
 	}
 	if _, err := l.Claim(ctx, u.Key, "b", time.Minute); !errors.Is(err, upload.ErrNotClaimable) {
@@ -223,7 +224,8 @@ func TestClaimLeaseComplete(t *testing.T) {
 	if rec, err = l.Claim(ctx, u.Key, "b", time.Minute); err != nil || rec.Owner != "b" {
 		t.Fatalf("claim by b after the lease: %+v %v", rec, err)
 	}
-	res := upload.Result{Location: "s3://b/k", Bucket: "b", Object: "k", Size: 2000, ETag: "e-1"}
+	res := upload.Result{Location: "s3://b/k", Bucket: "b", Object: "k", Size: 2000, ETag: "e-1",
+		CRC64NVME: "D3gOhIHSoh8=", ContentType: "image/png", ContentDisposition: `inline; filename="a.png"`}
 	if err := l.Complete(ctx, u.Key, "a", res); !errors.Is(err, upload.ErrLeaseLost) {
 		t.Fatalf("complete by a after losing the lease: %v, want ErrLeaseLost", err)
 	}

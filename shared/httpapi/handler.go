@@ -342,6 +342,9 @@ func (h *Handler) readOctet(w *statusWriter, r *http.Request, ns string) (protoc
 		// file's type (none when the browser does not know it).
 		c.ContentType = upload.ContentType(r.Header.Get("Content-Type"))
 	}
+	if c.Digests, err = d.ParseDigests(queryFields(q)); err != nil {
+		return c, upload.Body{}, err
+	}
 	return c, upload.Body{Reader: r.Body}, nil
 }
 
@@ -418,6 +421,9 @@ func (h *Handler) readMultipart(w *statusWriter, r *http.Request, body *bufio.Re
 				// keeps the file's type (application/octet-stream when the
 				// browser does not know it).
 				c.ContentType = upload.ContentType(p.Header.Get("Content-Type"))
+			}
+			if c.Digests, err = d.ParseDigests(get); err != nil {
+				return c, upload.Body{}, err
 			}
 			return c, upload.Body{Reader: p, Finish: func() error { return h.rest(mr, parts, name) }}, nil
 		}

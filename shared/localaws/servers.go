@@ -22,6 +22,11 @@ const (
 	AccessKey = "minioadmin"
 	SecretKey = "minioadmin"
 	Region    = "us-east-1"
+	// KMSKeyID names MinIO's one static KMS key (MINIO_KMS_SECRET_KEY): an
+	// SSE-KMS request naming it works as it does on AWS with a key's ARN.
+	KMSKeyID = "flowgate-test-key"
+	// kmsKey is that key's secret: a fixed throwaway, for tests only.
+	kmsKey = "Zmxvd2dhdGUgdGVzdCBrZXksIG5vdCBhIHNlY3JldCE="
 )
 
 // Options says where to run the servers.
@@ -147,6 +152,7 @@ func Start(ctx context.Context, opt Options) (_ *Servers, err error) {
 			"MINIO_BROWSER=off",
 			"MINIO_UPDATE=off",
 			"MINIO_CI_CD=1",
+			"MINIO_KMS_SECRET_KEY=" + KMSKeyID + ":" + kmsKey,
 		})
 		if err != nil {
 			return nil, err

@@ -33,8 +33,8 @@ func IsChecksumField(name string) bool {
 	return false
 }
 
-// digests reads the checksum fields of a chunk request.
-func (d Dialect) digests(get Fields) (upload.Digests, error) {
+// ParseDigests reads the checksum fields of a chunk POST.
+func (d Dialect) ParseDigests(get Fields) (upload.Digests, error) {
 	var out upload.Digests
 	if v, ok := get(d.Prefix + FieldChecksumSHA256); ok {
 		b, err := digestBytes(d.Prefix+FieldChecksumSHA256, v, 32)

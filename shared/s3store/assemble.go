@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -65,21 +64,11 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 		return upload.Result{}, err
 	}
 	missing := checkChunks(rec, s.genPrefix(rec.Key, rec.Generation), objs)
-	// What the finished file's checksum must be: the chunks' checksums, as
-	// S3 verified and kept them when each chunk was stored, combined. Nil
-	// when unknown (the chunks are gone after a finished assembly, or were
-	// stored without a CRC-64/NVME by older code).
-	var want *uint64
-	if missing == nil {
-		if want, err = s.expectedCRC(ctx, rec); err != nil {
-			return upload.Result{}, err
-		}
-	}
 
-	// Done before? CompleteMultipartUpload and CopyObject are atomic, so an
-	// object at the final key of this generation, with the right size and
-	// checksum, is this upload's file.
-	if res, ok, err := s.finalResult(ctx, rec, final, want); err != nil {
+	// Done before? CompleteMultipartUpload and CopyObject are atomic, and
+	// each checked the object against its chunks' checksum: an object at the
+	// final key of this generation with the right size is this upload's file.
+	if res, ok, err := s.finalResult(ctx, rec, final, nil); err != nil {
 		return upload.Result{}, err
 	} else if ok {
 		return res, s.Discard(ctx, rec.Key, rec.Generation)
@@ -88,8 +77,16 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 		return upload.Result{}, missing
 	}
 
+	// What the finished file's checksum must be: the chunks' checksums, as
+	// S3 verified and kept them when each chunk was stored, combined. Nil
+	// when unknown (chunks stored without a CRC-64/NVME by older code).
+	sums := newChunkSums(rec.TotalChunks)
+	var want *uint64
 	if rec.TotalChunks == 1 && rec.TotalSize <= maxPartSize {
 		// One chunk (a small file, or an empty one): a server-side copy.
+		if want, err = s.expectedCRC(ctx, rec, sums); err != nil {
+			return upload.Result{}, err
+		}
 		if err := s.copySingle(ctx, rec, final, want); err != nil {
 			return upload.Result{}, err
 		}
@@ -98,7 +95,7 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 		if err != nil {
 			return upload.Result{}, err
 		}
-		if err := s.multipart(ctx, rec, final, parts, want); err != nil {
+		if want, err = s.multipart(ctx, rec, final, parts, sums); err != nil {
 			return upload.Result{}, err
 		}
 	}
@@ -150,17 +147,52 @@ func (s *Store) copySingle(ctx context.Context, rec upload.Record, final string,
 	return nil
 }
 
-// expectedCRC combines the CRC-64/NVME that S3 keeps of each chunk (read
-// with HeadObject, several at once) into the file's; nil if a chunk has
-// none.
-func (s *Store) expectedCRC(ctx context.Context, rec upload.Record) (*uint64, error) {
-	crcs := make([]uint64, rec.TotalChunks)
-	unknown := atomic.Bool{}
+// chunkSums collects the CRC-64/NVME that S3 keeps of each chunk: from the
+// responses that stream the chunks into parts (GetObject with ChecksumMode
+// ENABLED returns it, at no extra cost), the rest with HeadObject.
+type chunkSums struct {
+	mu      sync.Mutex
+	crc     []uint64
+	have    []bool
+	unknown bool // a chunk has none (stored by older code)
+}
+
+func newChunkSums(n int) *chunkSums { return &chunkSums{crc: make([]uint64, n), have: make([]bool, n)} }
+
+// note records chunk n's checksum as S3 gave it ("" when it has none).
+func (c *chunkSums) note(n int, b64 string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, err := checksum.Decode(b64)
+	if err != nil {
+		c.unknown = true
+		return
+	}
+	c.crc[n-1], c.have[n-1] = v, true
+}
+
+func (c *chunkSums) missing() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int
+	for i, ok := range c.have {
+		if !ok {
+			out = append(out, i+1)
+		}
+	}
+	return out
+}
+
+// expectedCRC combines the chunks' checksums into the file's, reading those
+// sums does not have yet with HeadObject, several at once; nil if a chunk
+// has none.
+func (s *Store) expectedCRC(ctx context.Context, rec upload.Record, sums *chunkSums) (*uint64, error) {
+	todo := sums.missing()
 	var firstErr error
 	var mu sync.Mutex
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range min(headConcurrency, rec.TotalChunks) {
+	for range min(headConcurrency, len(todo)) {
 		wg.Go(func() {
 			for n := range work {
 				head, err := s.Client.HeadObject(ctx, &s3.HeadObjectInput{
@@ -173,16 +205,11 @@ func (s *Store) expectedCRC(ctx context.Context, rec upload.Record) (*uint64, er
 					mu.Unlock()
 					continue
 				}
-				c, err := checksum.Decode(aws.ToString(head.ChecksumCRC64NVME))
-				if err != nil {
-					unknown.Store(true)
-					continue
-				}
-				crcs[n-1] = c
+				sums.note(n, aws.ToString(head.ChecksumCRC64NVME))
 			}
 		})
 	}
-	for n := 1; n <= rec.TotalChunks; n++ {
+	for _, n := range todo {
 		work <- n
 	}
 	close(work)
@@ -190,13 +217,13 @@ func (s *Store) expectedCRC(ctx context.Context, rec upload.Record) (*uint64, er
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	if unknown.Load() {
+	if sums.unknown {
 		return nil, nil
 	}
 	crc := checksum.CRC64NVME(nil)
 	for n := 1; n <= rec.TotalChunks; n++ {
 		_, size := rec.ChunkBounds(n)
-		crc = checksum.Combine(crc, crcs[n-1], size)
+		crc = checksum.Combine(crc, sums.crc[n-1], size)
 	}
 	return &crc, nil
 }
@@ -326,12 +353,12 @@ type donePart struct{ etag, crc string }
 // multipart runs (or resumes) the multipart upload of parts into final. The
 // upload computes the object's full CRC-64/NVME from its parts' (each part
 // carries its own: streamed ones in their trailer, copied ones computed by
-// S3), and, given want, S3 refuses to complete an object whose checksum is
-// not the one its chunks add up to.
-func (s *Store) multipart(ctx context.Context, rec upload.Record, final string, parts []part, want *uint64) (err error) {
+// S3), and S3 refuses to complete an object whose checksum is not the one
+// its chunks add up to (want, returned: nil when unknown).
+func (s *Store) multipart(ctx context.Context, rec upload.Record, final string, parts []part, sums *chunkSums) (want *uint64, err error) {
 	id, done, err := s.resume(ctx, rec, final, parts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil && ctx.Err() == nil {
@@ -358,7 +385,7 @@ func (s *Store) multipart(ctx context.Context, rec upload.Record, final string, 
 	for range workers {
 		wg.Go(func() {
 			for p := range todo {
-				dp, err := s.sendPart(work, rec, final, id, p)
+				dp, err := s.sendPart(work, rec, final, id, p, sums)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, fmt.Errorf("part %d: %w", p.num, err))
@@ -387,10 +414,13 @@ feed:
 	close(todo)
 	wg.Wait()
 	if len(errs) > 0 {
-		return fmt.Errorf("s3store: assemble: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("s3store: assemble: %w", errors.Join(errs...))
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
+	}
+	if want, err = s.expectedCRC(ctx, rec, sums); err != nil {
+		return nil, err
 	}
 
 	completed := make([]types.CompletedPart, len(parts))
@@ -410,9 +440,9 @@ feed:
 	}
 	_, err = s.Client.CompleteMultipartUpload(ctx, in)
 	if err != nil {
-		return fmt.Errorf("s3store: complete multipart upload: %w", err)
+		return nil, fmt.Errorf("s3store: complete multipart upload: %w", err)
 	}
-	return nil
+	return want, nil
 }
 
 // resume finds a multipart upload an interrupted assembly left for final and
@@ -487,11 +517,11 @@ func (s *Store) resume(ctx context.Context, rec upload.Record, final string, par
 
 // sendPart uploads one part, retrying a few times: a streamed body cannot be
 // rewound by the SDK, so retries happen here, re-reading the chunks.
-func (s *Store) sendPart(ctx context.Context, rec upload.Record, final, id string, p part) (donePart, error) {
+func (s *Store) sendPart(ctx context.Context, rec upload.Record, final, id string, p part, sums *chunkSums) (donePart, error) {
 	var err error
 	for range partRetries {
 		var dp donePart
-		dp, err = s.sendPartOnce(ctx, rec, final, id, p)
+		dp, err = s.sendPartOnce(ctx, rec, final, id, p, sums)
 		if err == nil {
 			return dp, nil
 		}
@@ -502,7 +532,7 @@ func (s *Store) sendPart(ctx context.Context, rec upload.Record, final, id strin
 	return donePart{}, err
 }
 
-func (s *Store) sendPartOnce(ctx context.Context, rec upload.Record, final, id string, p part) (donePart, error) {
+func (s *Store) sendPartOnce(ctx context.Context, rec upload.Record, final, id string, p part, sums *chunkSums) (donePart, error) {
 	if p.copyKey != "" && !s.copyNoChecksum.Load() {
 		in := &s3.UploadPartCopyInput{
 			Bucket: aws.String(s.Bucket), Key: aws.String(final), UploadId: aws.String(id),
@@ -524,7 +554,7 @@ func (s *Store) sendPartOnce(ctx context.Context, rec upload.Record, final, id s
 		}
 	}
 
-	var body io.ReadCloser = &chunkStream{ctx: ctx, s: s, rec: rec, chunks: p.chunks}
+	var body io.ReadCloser = &chunkStream{ctx: ctx, s: s, rec: rec, chunks: p.chunks, sums: sums}
 	if p.copyKey != "" {
 		body = &rangeStream{ctx: ctx, s: s, key: p.copyKey, from: p.copyFrom, to: p.copyTo}
 	}
@@ -611,6 +641,7 @@ type chunkStream struct {
 	s      *Store
 	rec    upload.Record
 	chunks []int
+	sums   *chunkSums
 	cur    io.ReadCloser
 	left   int64
 	err    error
@@ -632,10 +663,14 @@ func (c *chunkStream) Read(p []byte) (int, error) {
 		}
 		out, err := c.s.Client.GetObject(c.ctx, &s3.GetObjectInput{
 			Bucket: aws.String(c.s.Bucket), Key: aws.String(c.s.ChunkKey(c.rec.Key, c.rec.Generation, n)),
+			ChecksumMode: types.ChecksumModeEnabled,
 		})
 		if err != nil {
 			c.err = fmt.Errorf("read chunk %d: %w", n, err)
 			return 0, c.err
+		}
+		if c.sums != nil {
+			c.sums.note(n, aws.ToString(out.ChecksumCRC64NVME))
 		}
 		c.cur, c.left = out.Body, size
 	}
