@@ -13,6 +13,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import * as h from "./helpers.mjs";
 import { openLibPage, startUploader, waitLibRun } from "./libs.mjs";
 
@@ -28,14 +29,15 @@ const CLIENTS = {
 
 let servers, browser;
 before(async () => {
-  const [plain, limits, busy, jwt, b] = await Promise.all([
+  const [plain, limits, busy, jwt, picky, b] = await Promise.all([
     h.startServer(),
     h.startServer({ env: { FLOWGATE_MAX_FILE_SIZE: "1MiB" } }),
     h.startServer({ env: { FLOWGATE_MAX_UPLOADS_PER_NAMESPACE: "1" } }),
     h.startServer({ env: { FLOWGATE_AUTH: "jwt", FLOWGATE_JWT_SECRET: JWT_SECRET } }),
+    h.startServer({ env: { FLOWGATE_ALLOWED_TYPES: "image/*, .png" } }),
     h.launchBrowser(),
   ]);
-  servers = { plain, limits, busy, jwt };
+  servers = { plain, limits, busy, jwt, picky };
   browser = b;
 });
 after(async () => {
@@ -162,6 +164,43 @@ test("413 (a file over the limit): flow.js fails at the test GET, sending nothin
     "flow.js maxChunkRetries: 2": { outcome: "failed", gets: [413], posts: [] },
     "Resumable.js defaults": { outcome: "failed", gets: [400], posts: [400] },
   }, { size: MiB + 512 * KiB });
+});
+
+test("415 (a file the allow-list does not take): flow.js fails at the test GET, sending nothing; Resumable.js fails at its first POST", { timeout: 90_000 }, async () => {
+  await rule(servers.picky, {
+    "flow.js defaults": { outcome: "failed", gets: [415], posts: [] },
+    "flow.js maxChunkRetries: 2": { outcome: "failed", gets: [415], posts: [] },
+    "Resumable.js defaults": { outcome: "failed", gets: [415], posts: [415] },
+  });
+});
+
+test("422 (a chunk that does not match its checksum, damaged in flight): retried by Resumable.js, and by flow.js when maxChunkRetries is set", { timeout: 90_000 }, async () => {
+  await rule(servers.plain, {
+    "flow.js defaults": { outcome: "failed", posts: [422] },
+    "flow.js maxChunkRetries: 2": { outcome: "done", posts: [422, 200] },
+    "Resumable.js defaults": { outcome: "done", posts: [422, 200] },
+  }, () => {
+    let posts = 0;
+    return {
+      // Every POST gets the SHA-256 of the chunk its client sent
+      // (checksumSha256, in the query string); the first one's body then
+      // loses a bit on the way.
+      route: async (route) => {
+        const req = route.request();
+        if (req.method() !== "POST") return route.fallback();
+        const body = req.postDataBuffer();
+        const start = body.indexOf("\r\n\r\n", body.indexOf('name="file"')) + 4;
+        const url = new URL(req.url());
+        url.searchParams.set("checksumSha256", createHash("sha256").update(body.subarray(start, start + 1000)).digest("hex"));
+        let postData = body;
+        if (posts++ === 0) {
+          postData = Buffer.from(body);
+          postData[start + 10] ^= 0x01;
+        }
+        return route.continue({ url: url.href, postData });
+      },
+    };
+  });
 });
 
 test("429 (too many uploads at once): retried by Resumable.js (at once), and by flow.js when maxChunkRetries is set", { timeout: 90_000 }, async () => {
