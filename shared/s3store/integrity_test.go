@@ -3,14 +3,18 @@ package s3store_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"io"
 	"mime"
+	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/flowgate/flowgate/shared/boltledger"
 	"github.com/flowgate/flowgate/shared/checksum"
 	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/shared/upload"
@@ -174,3 +178,44 @@ func awstestKeys(t *testing.T, e *env, prefix string) []string {
 	return keys
 }
 
+
+// A chunk that does not match its client's digest never lands in S3: the
+// service withholds the last bytes, so the PutObject is cut off, and MinIO
+// stores nothing; the same chunk with the right bytes is stored with its
+// CRC-64/NVME.
+func TestMismatchedChunkNeverLands(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	l, err := boltledger.Open(filepath.Join(t.TempDir(), "ledger.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	svc := &upload.Service{Store: e.store, Ledger: l}
+	f := newFile("digest.bin", 3*MiB, MiB, true)
+	f.rec.Namespace = "public"
+	f.rec.Key = upload.UploadKey("public", f.rec.Identifier, f.rec.TotalSize, f.rec.ChunkSize, f.rec.TotalChunks)
+	good, _ := io.ReadAll(f.chunk(2))
+	sum := sha256.Sum256(good)
+	bad := bytes.Clone(good)
+	bad[len(bad)-1] ^= 1
+	_, err = svc.Put(ctx, f.rec.Info, 2, upload.Body{Reader: bytes.NewReader(bad), Digests: upload.Digests{SHA256: sum[:]}})
+	var ie *upload.InputError
+	if !errors.As(err, &ie) || ie.Status != upload.ChecksumMismatch {
+		t.Fatalf("damaged chunk: %v, want 422", err)
+	}
+	if keys := awstestKeys(t, e, "staging/"); len(keys) != 0 {
+		t.Fatalf("a damaged chunk landed: %v", keys)
+	}
+	if _, err := svc.Put(ctx, f.rec.Info, 2, upload.Body{Reader: bytes.NewReader(good), Digests: upload.Digests{SHA256: sum[:]}}); err != nil {
+		t.Fatal(err)
+	}
+	keys := awstestKeys(t, e, "staging/")
+	if len(keys) != 1 {
+		t.Fatalf("staged %v, want the one chunk", keys)
+	}
+	h, err := e.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(keys[0]), ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil || aws.ToString(h.ChecksumCRC64NVME) != checksum.Encode(checksum.CRC64NVME(good)) {
+		t.Fatalf("the chunk's checksum: %v %q", err, aws.ToString(h.ChecksumCRC64NVME))
+	}
+}
