@@ -65,9 +65,10 @@ func (s *Store) Assemble(ctx context.Context, rec upload.Record) (upload.Result,
 	}
 	missing := checkChunks(rec, s.genPrefix(rec.Key, rec.Generation), objs)
 
-	// Done before? CompleteMultipartUpload and CopyObject are atomic, and
-	// each checked the object against its chunks' checksum: an object at the
-	// final key of this generation with the right size is this upload's file.
+	// Done before? CompleteMultipartUpload and CopyObject are atomic (and
+	// the first checked the object against its chunks' checksum, the second
+	// is S3's own copy of the one chunk): an object at the final key of this
+	// generation with the right size is this upload's file.
 	if res, ok, err := s.finalResult(ctx, rec, final, nil); err != nil {
 		return upload.Result{}, err
 	} else if ok {

@@ -178,7 +178,6 @@ func awstestKeys(t *testing.T, e *env, prefix string) []string {
 	return keys
 }
 
-
 // A chunk that does not match its client's digest never lands in S3: the
 // service withholds the last bytes, so the PutObject is cut off, and MinIO
 // stores nothing; the same chunk with the right bytes is stored with its

@@ -59,7 +59,9 @@ func TestMinIOChecksums(t *testing.T) {
 	if got := aws.ToString(head("one-CRC64NVME").ChecksumCRC64NVME); got != checksum.Encode(checksum.CRC64NVME(data[:1000])) {
 		t.Errorf("MinIO's CRC-64/NVME %s is not package checksum's", got)
 	}
-	err := put("wrong", data[:1000], func(p *s3.PutObjectInput) { p.ChecksumCRC64NVME = aws.String(checksum.Encode(checksum.CRC64NVME(data[:999]))) })
+	err := put("wrong", data[:1000], func(p *s3.PutObjectInput) {
+		p.ChecksumCRC64NVME = aws.String(checksum.Encode(checksum.CRC64NVME(data[:999])))
+	})
 	if code(err) != "XAmzContentChecksumMismatch" {
 		t.Errorf("a body that does not match its checksum: %v", err)
 	}
@@ -165,4 +167,3 @@ func TestKMSKey(t *testing.T) {
 		t.Fatalf("crc64nvme %s, want %s", res.CRC64NVME, crcOf(f))
 	}
 }
-

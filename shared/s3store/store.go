@@ -5,7 +5,7 @@
 // Layout in the bucket:
 //
 //	<staging prefix><upload key>/<generation>/<chunk number, 8 digits>   one object per chunk
-//	<finished prefix><upload key>-<generation>/<safe name>                the finished file
+//	<finished prefix><upload key>-<generation>/<safe name>                the finished file (Layout)
 //
 // Both names derive only from the upload key (a hash), the record's random
 // generation and the sanitized file name, never from client strings
@@ -16,8 +16,16 @@
 // objects, abort incomplete multipart uploads) is the backstop for anything
 // a crash leaves.
 //
+// Integrity: every chunk object is written with a CRC-64/NVME, which S3
+// checks against the bytes it received and keeps; the finished object is a
+// multipart upload with a full-object CRC-64/NVME, which S3 computes from
+// the parts and checks, on completion, against the chunks' checksums
+// combined (package checksum). The finished object also carries what a site
+// needs to serve it (object.go): type, disposition, metadata, tags, storage
+// class, SSE-KMS key.
+//
 // Chunks and streamed parts go out as they arrive, never buffered: the SDK
-// sends such a body with a CRC32 trailer (aws-chunked), which it only does
+// sends such a body with a checksum trailer (aws-chunked), which it only does
 // over HTTPS. The endpoint must therefore be HTTPS, as AWS is; the local
 // MinIO that localaws starts serves TLS for this reason.
 package s3store
