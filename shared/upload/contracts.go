@@ -168,7 +168,11 @@ type ChunkStore interface {
 	// PutChunk fails and the chunk must not be taken as stored. On a nil
 	// return the bytes are durable. A failed or repeated PutChunk may leave
 	// bytes that the ledger never counted; a later PutChunk of the same chunk
-	// replaces them, and Discard removes them.
+	// replaces them, and Discard removes them. The store keeps the chunk's
+	// CRC-64/NVME with it (computed as the bytes pass, never by reading them
+	// again), durable with the chunk, for the file's checksum at assembly.
+	// r may fail on its last read (a chunk that does not match its client's
+	// digest): the chunk must then not be taken as stored either.
 	PutChunk(ctx context.Context, info Info, gen string, n int, r io.Reader) error
 
 	// MoveChunk moves the stored chunk n from generation from to generation
@@ -199,7 +203,9 @@ type Staged struct {
 // Assembler turns the stored chunks of a counted upload into the finished file.
 type Assembler interface {
 	// Assemble builds the finished file of rec (claimed by the caller),
-	// verifies its size and removes the chunks. It must be idempotent: called
+	// verifies its size and removes the chunks. The Result carries the
+	// file's CRC-64/NVME, combined from the chunks' without reading the file,
+	// and how it is to be served (ContentType, ContentDisposition). It must be idempotent: called
 	// again after a crash at any point, it ends with the same Result. A
 	// *PermanentError means retrying cannot help.
 	Assemble(ctx context.Context, rec Record) (Result, error)
