@@ -2,14 +2,32 @@ package checksum
 
 import (
 	"crypto/rand"
+	"hash/crc64"
 	mrand "math/rand/v2"
 	"testing"
 )
 
-// The check value of the CRC-64/NVME catalogue entry: CRC of "123456789".
+// The check value of the CRC-64/NVME catalogue entry: CRC of "123456789";
+// and the same values as Go's hash/crc64 with the polynomial (the AWS SDK's
+// implementation) for every length around the fast code's block sizes, in
+// one piece and updated in pieces.
 func TestCheckValue(t *testing.T) {
 	if got := CRC64NVME([]byte("123456789")); got != 0xae8b14860a799888 {
 		t.Fatalf("CRC64NVME(123456789) = %#x, want 0xae8b14860a799888", got)
+	}
+	table := crc64.MakeTable(nvmePoly)
+	data := make([]byte, 5000)
+	rand.Read(data)
+	for n := 0; n <= len(data); n += 1 + n/7 {
+		want := crc64.Checksum(data[:n], table)
+		if got := CRC64NVME(data[:n]); got != want {
+			t.Fatalf("%d bytes: %#x, want %#x", n, got, want)
+		}
+		h := NewCRC64NVME()
+		h.Write(data[:n/3])
+		if got := UpdateCRC64NVME(h.Sum64(), data[n/3:n]); got != want {
+			t.Fatalf("%d bytes in two pieces: %#x, want %#x", n, got, want)
+		}
 	}
 }
 
