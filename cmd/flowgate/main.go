@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/config"
 	"github.com/flowgate/flowgate/shared/localserver"
+	"github.com/flowgate/flowgate/shared/logformat"
 )
 
 func main() {
@@ -26,9 +27,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "flowgate: configuration:", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// JSON lines for machines; on a terminal, short human lines and a banner.
+	log := logformat.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
 	slog.SetDefault(log)
-	srv, err := localserver.New(cfg, log, localserver.WithVerifier(verifier))
+	opts := []localserver.Option{localserver.WithVerifier(verifier)}
+	if logformat.Resolve(cfg.LogFormat, os.Stderr) == logformat.Text {
+		opts = append(opts, localserver.WithBanner(os.Stderr))
+	}
+	srv, err := localserver.New(cfg, log, opts...)
 	if err != nil {
 		log.Error("start", "err", err)
 		os.Exit(1)

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/logformat"
 	"github.com/flowgate/flowgate/shared/protocol"
 	"github.com/flowgate/flowgate/shared/upload"
 )
@@ -18,7 +20,10 @@ import (
 type Local struct {
 	Addr    string // FLOWGATE_ADDR
 	DataDir string // FLOWGATE_DATA_DIR
-	WebDir  string // FLOWGATE_WEB_DIR; empty serves no page
+	// LogFormat (FLOWGATE_LOG_FORMAT) is auto (human lines on a terminal,
+	// JSON otherwise), json or text; see package logformat.
+	LogFormat string
+	WebDir    string // FLOWGATE_WEB_DIR; empty serves no page
 	Common
 	Expiry          time.Duration // FLOWGATE_EXPIRY: idle uploads are removed after this
 	SweepInterval   time.Duration // FLOWGATE_SWEEP_INTERVAL
@@ -73,6 +78,7 @@ func LoadLocal(getenv func(string) string) (Local, error) {
 	c := Local{
 		Addr:            e.String("FLOWGATE_ADDR", "127.0.0.1:8080"),
 		DataDir:         e.String("FLOWGATE_DATA_DIR", "./data"),
+		LogFormat:       e.String("FLOWGATE_LOG_FORMAT", logformat.Auto),
 		WebDir:          e.String("FLOWGATE_WEB_DIR", "./web"),
 		Common:          e.Common(64 << 20),
 		Expiry:          e.Duration("FLOWGATE_EXPIRY", 24*time.Hour),
@@ -120,6 +126,9 @@ func LoadLocal(getenv func(string) string) (Local, error) {
 	}
 	if c.MaxParts < 10 || c.MaxParts > 1000 {
 		e.Fail("FLOWGATE_MAX_PARTS must be from 10 (the flow.js fields and the file) to 1000")
+	}
+	if !slices.Contains(logformat.Formats, c.LogFormat) {
+		e.Fail("FLOWGATE_LOG_FORMAT: %q is not one of %s", c.LogFormat, strings.Join(logformat.Formats, ", "))
 	}
 	if c.Workers < 1 {
 		e.Fail("FLOWGATE_ASSEMBLY_WORKERS must be at least 1")

@@ -9,6 +9,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,6 +42,7 @@ type Server struct {
 	gate    *gate
 	metrics *metrics.Metrics
 	uploads *httpapi.Uploads
+	banner  io.Writer
 }
 
 // Option adds to what New builds from the configuration.
@@ -47,11 +50,16 @@ type Option func(*options)
 
 type options struct {
 	verifier *auth.Verifier
+	banner   io.Writer
 }
 
 // WithVerifier checks callers' bearer tokens with v; it is required when
 // cfg.Auth is config.AuthJWT (see LoadVerifier).
 func WithVerifier(v *auth.Verifier) Option { return func(o *options) { o.verifier = v } }
+
+// WithBanner has Serve print, once it listens, a few lines for the person
+// who started it: where the page is, where files land, who may upload.
+func WithBanner(w io.Writer) Option { return func(o *options) { o.banner = w } }
 
 // LoadVerifier builds the token verifier that cfg.Auth asks for, from the
 // FLOWGATE_JWT_* settings shared/auth reads through getenv; nil when
@@ -108,7 +116,7 @@ func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
 		pub = publish.All{pub, publish.Webhook{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret}}
 	}
 	m := metrics.New()
-	s := &Server{cfg: cfg, log: log, ledger: ledger, store: store, metrics: m,
+	s := &Server{cfg: cfg, log: log, ledger: ledger, store: store, metrics: m, banner: o.banner,
 		uploads: &httpapi.Uploads{Max: cfg.MaxUploadsPerNamespace}}
 	m.SetInProgress(s.uploads.InProgress)
 	s.workers = NewWorkers(&upload.Pipeline{
@@ -198,6 +206,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	s.log.Info("flowgate listening", "url", "http://"+ln.Addr().String()+"/", "dataDir", s.cfg.DataDir,
 		"auth", s.authMode(), "maxUploadsPerNamespace", s.cfg.MaxUploadsPerNamespace, "metrics", s.cfg.Metrics)
+	if s.banner != nil {
+		s.printBanner(ln.Addr().String())
+	}
 	var err error
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -215,6 +226,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // authMode says, for the start-up line, how callers are told apart.
+// printBanner says what a person who ran `make run` wants to know first.
+func (s *Server) printBanner(addr string) {
+	page := ""
+	if s.cfg.WebDir != "" {
+		page = fmt.Sprintf("  demo page    http://%s/\n", addr)
+	}
+	fmt.Fprintf(s.banner, `
+flowgate is running
+%s  upload API   http://%s/upload   (flow.js or Resumable.js target)
+  data         %s   finished files land in %s
+  who uploads  %s
+Stop it at any moment (Ctrl-C) and start it again: uploads resume where they were.
+
+`, page, addr, s.cfg.DataDir, filepath.Join(s.cfg.DataDir, "files", "<upload>", "<name>"), s.authMode())
+}
+
 func (s *Server) authMode() string {
 	switch {
 	case s.cfg.Auth == config.AuthJWT:

@@ -567,3 +567,58 @@ func TestRestartAssemblesLeftoverWork(t *testing.T) {
 		}
 	}
 }
+
+// Started by a person at a terminal, the server says where its page is,
+// where files land and who may upload.
+func TestBanner(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.LoadLocal(func(k string) string {
+		return map[string]string{"FLOWGATE_DATA_DIR": dir, "FLOWGATE_WEB_DIR": t.TempDir()}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banner syncBuffer
+	s, err := New(cfg, slog.New(slog.DiscardHandler), WithBanner(&banner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	addr := ln.Addr().String()
+	for i := 0; !strings.Contains(banner.String(), "Ctrl-C"); i++ {
+		if i == 500 {
+			t.Fatalf("no banner: %q", banner.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{"http://" + addr + "/\n", "http://" + addr + "/upload", dir, filepath.Join(dir, "files"), "one public namespace"} {
+		if !strings.Contains(banner.String(), want) {
+			t.Errorf("banner %q lacks %q", banner.String(), want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
