@@ -134,6 +134,8 @@ func scenarios(quick bool) []Scenario {
 	list = append(list,
 		Scenario{ID: "local-8x128mib-4m-3", Path: pathLocal, Files: 8, FileSize: 128 * mib, ChunkSize: 4 * mib, Simultaneous: 3, Parallel: 8},
 		Scenario{ID: "local-2000x64kib", Path: pathLocal, Files: 2000, FileSize: 64 * kib, ChunkSize: 1 * mib, Simultaneous: 3, Parallel: 8},
+		// Memory: many one-chunk files sent all at once.
+		Scenario{ID: "local-200x256kib-all", Path: pathLocal, Files: 200, FileSize: 256 * kib, ChunkSize: 1 * mib, Simultaneous: 3, Parallel: 200},
 	)
 	for _, cs := range []int64{1, 4} {
 		for _, sim := range []int{3, 8} {

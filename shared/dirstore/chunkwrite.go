@@ -1,6 +1,7 @@
 package dirstore
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -26,35 +27,30 @@ import (
 // written directly, and what does not fill a block (the end of the file) goes
 // through the page cache. The fsync that follows covers both.
 
-const (
-	// directAlign is the alignment used for O_DIRECT: 4096 is the largest
-	// logical block size in common use, and a multiple of the smaller ones.
-	directAlign = 4096
-	// writeBuffer is how much of a chunk is read before it is written: large
-	// enough that a direct write is efficient (1 MiB writes took a third less
-	// time than 256 KiB ones), small enough that many requests in flight stay
-	// cheap (24 at once hold 24 MiB).
-	writeBuffer = 1 << 20
-)
+// directAlign is the alignment used for O_DIRECT: 4096 is the largest
+// logical block size in common use, and a multiple of the smaller ones.
+const directAlign = 4096
 
-// writeBuffers are aligned for O_DIRECT and reused across requests, so memory
-// stays flat under load.
-var writeBuffers = sync.Pool{New: func() any {
-	b := make([]byte, writeBuffer+directAlign)
+// alignedBuffer returns size bytes of the Go heap that start at a multiple
+// of directAlign.
+func alignedBuffer(size int) []byte {
+	b := make([]byte, size+directAlign)
 	skip := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))%directAlign)) % directAlign
-	b = b[skip : skip+writeBuffer]
-	return &b
-}}
+	return b[skip : skip+size : skip+size]
+}
 
 // openDirect opens path for writing with O_DIRECT; a variable so that tests
 // can play a file system without it.
 var openDirect = openDirectFile
 
-// writeChunk copies r into f at off, directly where it can. path is f's path,
-// for the second, O_DIRECT descriptor.
-func (s *Store) writeChunk(f *os.File, path string, off int64, r io.Reader) error {
-	buf := writeBuffers.Get().(*[]byte)
-	defer writeBuffers.Put(buf)
+// writeChunk copies r, size bytes, into f at off, directly where it can.
+// path is f's path, for the second, O_DIRECT descriptor.
+func (s *Store) writeChunk(ctx context.Context, f *os.File, path string, off, size int64, r io.Reader) error {
+	buf, err := s.buffers.get(ctx, size)
+	if err != nil {
+		return err
+	}
+	defer s.buffers.put(buf)
 
 	var direct *os.File
 	if !s.buffered.Load() && off%directAlign == 0 {

@@ -107,7 +107,7 @@ func TestChunkWriteReaderErrorMidBuffer(t *testing.T) {
 	s, _ := newStore(t)
 	rec := record("midbuffer", 4<<20, 2<<20, true)
 	boom := errors.New("connection reset")
-	r := io.MultiReader(bytes.NewReader(make([]byte, writeBuffer+10)), iotest.ErrReader(boom))
+	r := io.MultiReader(bytes.NewReader(make([]byte, bufferClasses[len(bufferClasses)-1]+10)), iotest.ErrReader(boom))
 	if err := s.PutChunk(context.Background(), rec.Info, rec.Generation, 1, r); !errors.Is(err, boom) {
 		t.Fatalf("PutChunk = %v, want the reader's error", err)
 	}

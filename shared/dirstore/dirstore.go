@@ -53,6 +53,9 @@ type Store struct {
 	resMu        sync.Mutex
 	reservations map[string]*reservation // per staging file
 
+	// buffers bound the memory chunks pass through (see buffers.go).
+	buffers *bufferPool
+
 	// buffered is set once the file system has refused O_DIRECT (see
 	// chunkwrite.go); chunks then go through the page cache.
 	buffered atomic.Bool
@@ -65,7 +68,7 @@ func New(root string) (*Store, error) {
 			return nil, fmt.Errorf("dirstore: %w", err)
 		}
 	}
-	return &Store{root: root, reservations: map[string]*reservation{}}, nil
+	return &Store{root: root, reservations: map[string]*reservation{}, buffers: newBufferPool(DefaultBufferBudget)}, nil
 }
 
 // PutChunk writes the chunk at its offset in the generation's staging file
@@ -85,7 +88,7 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n in
 		return err
 	}
 	cr := &crcReader{r: r}
-	if err := s.writeChunk(f, s.stagingPath(name), off, cr); err != nil {
+	if err := s.writeChunk(ctx, f, s.stagingPath(name), off, size, cr); err != nil {
 		return err
 	}
 	if err := writeSum(f, info, n, cr.crc); err != nil {
@@ -143,7 +146,7 @@ func (s *Store) MoveChunk(ctx context.Context, info upload.Info, n int, from, to
 		return err
 	}
 	cr := &crcReader{r: io.NewSectionReader(src, off, size)}
-	if err := s.writeChunk(f, s.stagingPath(name), off, cr); err != nil {
+	if err := s.writeChunk(ctx, f, s.stagingPath(name), off, size, cr); err != nil {
 		return err
 	}
 	if err := writeSum(f, info, n, cr.crc); err != nil {
