@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -46,6 +48,29 @@ type awsCounts struct {
 	// Micros has the round-trip time of every attempt, in microseconds,
 	// by "S3 <operation>" or "DynamoDB <operation>".
 	Micros map[string][]int64 `json:"micros"`
+	// Invocations and BilledMs are, per function ("upload": each HTTP
+	// request, as API Gateway hands each to an invocation; "assemble":
+	// each stream batch), how many invocations it had and the sum of their
+	// durations rounded up to the millisecond, as Lambda bills them.
+	Invocations map[string]int     `json:"invocations"`
+	BilledMs    map[string]float64 `json:"billedMs"`
+}
+
+// invocation records one invocation of fn that took d.
+func (a *awsCounter) invocation(fn string, d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.c.Invocations[fn]++
+	a.c.BilledMs[fn] += math.Ceil(float64(d) / float64(time.Millisecond))
+}
+
+// timed counts every request h serves as an invocation of fn.
+func (a *awsCounter) timed(fn string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		began := time.Now()
+		h.ServeHTTP(w, r)
+		a.invocation(fn, time.Since(began))
+	})
 }
 
 func newAWSCounter() *awsCounter {
@@ -177,7 +202,8 @@ func (a *awsCounter) snapshot() awsCounts {
 func (a *awsCounter) reset() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.c = awsCounts{S3: map[string]int{}, DynamoDB: map[string]int{}, Micros: map[string][]int64{}}
+	a.c = awsCounts{S3: map[string]int{}, DynamoDB: map[string]int{}, Micros: map[string][]int64{},
+		Invocations: map[string]int{}, BilledMs: map[string]float64{}}
 }
 
 // AWS list prices, us-east-1, written down by hand (see pricing.go for
@@ -187,7 +213,21 @@ const (
 	priceS3Tier2PerK = 0.0004 // $ per 1,000 GET (and HEAD, and all other) requests
 	priceWRUPerM     = 0.625  // $ per million on-demand write request units
 	priceRRUPerM     = 0.125  // $ per million on-demand read request units
-	priceRegion      = "us-east-1"
+	// API Gateway REST API, first 333 million requests a month.
+	priceAPIGWPerM = 3.50 // $ per million requests
+	// Lambda on arm64 (the template's architecture).
+	priceLambdaPerM   = 0.20         // $ per million invocations
+	priceLambdaPerGBs = 0.0000133334 // $ per GB-second
+	priceRegion       = "us-east-1"
+	// pricesAsOf is when these prices were copied from AWS's pricing pages.
+	pricesAsOf = "the list prices of 2024–2025, written down on 2026-12-05"
+)
+
+// The functions' MemorySize in template.yaml (bench_test.go checks that they
+// match), for their GB-seconds.
+const (
+	uploadMemoryMB   = 1024
+	assembleMemoryMB = 1024
 )
 
 // s3Tier says how S3 bills an operation: 1 for the PUT/COPY/POST/LIST

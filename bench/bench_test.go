@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -254,5 +255,31 @@ func TestCost(t *testing.T) {
 	}
 	if got := r.WRUPerChunk(); got != 1_000_000/256.0 {
 		t.Fatalf("WRU per chunk = %v", got)
+	}
+}
+
+// The cost table prices each function's GB-seconds at its MemorySize in
+// template.yaml.
+func TestMemorySizesMatchTemplate(t *testing.T) {
+	tpl, err := os.ReadFile("../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	memory := func(resource string) string {
+		_, rest, ok := strings.Cut(string(tpl), "\n  "+resource+":\n")
+		if !ok {
+			t.Fatalf("template.yaml has no %s", resource)
+		}
+		_, rest, ok = strings.Cut(rest, "MemorySize: ")
+		if !ok {
+			t.Fatalf("%s has no MemorySize", resource)
+		}
+		v, _, _ := strings.Cut(rest, "\n")
+		return v
+	}
+	for resource, want := range map[string]int{"UploadFunction": uploadMemoryMB, "AssembleFunction": assembleMemoryMB} {
+		if got := memory(resource); got != fmt.Sprint(want) {
+			t.Errorf("%s: MemorySize %s in template.yaml, %d in the bench's prices", resource, got, want)
+		}
 	}
 }

@@ -134,7 +134,7 @@ var initReport = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
 func (r *runner) coldStartOnce(ctx context.Context, cs *coldStarts, i int) error {
 	inst, err := lambdarie.Start(ctx, lambdarie.Options{
 		Function: "upload", Name: "flowgate-upload", Env: r.aws.serverEnv(),
-		MemoryMB: 512, Timeout: 29 * time.Second, // the template's
+		MemoryMB: uploadMemoryMB, Timeout: 29 * time.Second, // the template's
 	})
 	if err != nil {
 		return err

@@ -225,6 +225,7 @@ func runS3Server(ctx context.Context) error {
 	}
 	stream := d.StreamHandler()
 	q := newReadyQueue(workers, stream)
+	q.took = func(d time.Duration) { counter.invocation("assemble", d) }
 	d.Service.OnReady = q.enqueue
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -233,8 +234,8 @@ func runS3Server(ctx context.Context) error {
 	counter.reset() // setup is not part of any scenario
 	mux := http.NewServeMux()
 	api := d.Handler()
-	mux.Handle("/upload", api)
-	mux.Handle("/upload/status", api)
+	mux.Handle("/upload", counter.timed("upload", api))
+	mux.Handle("/upload/status", counter.timed("upload", api))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /bench/counters", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -253,6 +254,7 @@ func runS3Server(ctx context.Context) error {
 // failed is handed over again a little later, as Lambda retries it.
 type readyQueue struct {
 	stream *streamassemble.Handler
+	took   func(time.Duration) // told each batch's duration, if set
 	work   chan string
 	n      int
 	seq    int64
@@ -280,7 +282,11 @@ func (q *readyQueue) run(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case key := <-q.work:
+					began := time.Now()
 					resp, err := q.stream.Handle(ctx, q.event(key))
+					if q.took != nil {
+						q.took(time.Since(began))
+					}
 					if err != nil || len(resp.BatchItemFailures) > 0 {
 						time.AfterFunc(200*time.Millisecond, func() { q.enqueue(key) })
 					}

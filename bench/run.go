@@ -65,6 +65,25 @@ func (r *Result) Ratio() float64 {
 	return r.MiBps / r.Ceiling
 }
 
+// DurableTargetCeiling is the lower of the HTTP ceiling and the disk with
+// an fdatasync per chunk: what a server that makes every chunk durable
+// before its answer could reach at best.
+func (r *Result) DurableTargetCeiling() float64 {
+	c := r.HTTPCeil.MiBps
+	if d := r.DurableCeil.MiBps; d > 0 && (c <= 0 || d < c) {
+		c = d
+	}
+	return c
+}
+
+// DurableTargetRatio is ingest throughput over DurableTargetCeiling.
+func (r *Result) DurableTargetRatio() float64 {
+	if c := r.DurableTargetCeiling(); c > 0 {
+		return r.MiBps / c
+	}
+	return 0
+}
+
 // DurableRatio is ingest throughput over the durable-chunk disk ceiling.
 func (r *Result) DurableRatio() float64 {
 	if r.DurableCeil.MiBps <= 0 {
@@ -241,6 +260,10 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			logf("measuring the upload function's cold start")
 			if rep.Cold, err = r.coldStart(ctx); err != nil {
 				return rep, fmt.Errorf("cold start: %w", err)
+			}
+			logf("measuring the upload function at several MemorySizes")
+			if rep.Memory, err = r.sizeMemory(ctx); err != nil {
+				return rep, fmt.Errorf("memory sizes: %w", err)
 			}
 		}
 		for _, sc := range list {

@@ -232,6 +232,10 @@ func (i *Instance) waitReady(ctx context.Context, addr string) error {
 // Pid is the RIE process's id; the function's bootstrap runs as its child.
 func (i *Instance) Pid() int { return i.cmd.Process.Pid }
 
+// Bootstraps lists the ids of the function's processes RIE has started (one
+// once the first invocation began; none elsewhere than on Linux).
+func (i *Instance) Bootstraps() []int { return children(i.Pid()) }
+
 // ErrStopped is what Invoke returns once Stop was called.
 var ErrStopped = errors.New("lambdarie: the instance is stopped")
 
