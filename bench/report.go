@@ -1,11 +1,18 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 )
+
+// history is what was changed and measured before and after, by hand (it
+// is not this run's): appended to the report as it is.
+//
+//go:embed history.md
+var history string
 
 // Report is a run's results.
 type Report struct {
@@ -392,6 +399,11 @@ func (rep *Report) Markdown() string {
 			p("(the cost table above prices the upload function at it).")
 			p("")
 		}
+	}
+
+	if !rep.Quick {
+		p("%s", strings.TrimSpace(history))
+		p("")
 	}
 
 	p("## How it is measured")
