@@ -75,6 +75,10 @@ type Common struct {
 // (os.Getenv in production, a map in tests).
 func LoadLocal(getenv func(string) string) (Local, error) {
 	e := NewEnv(getenv)
+	// 16 assembly workers: with 8, many small files became ready faster than
+	// 8 workers finished them, and completion fell a second behind the last
+	// chunk (docs/benchmarks.md); 16 share their commits and fsyncs enough to
+	// keep up.
 	c := Local{
 		Addr:            e.String("FLOWGATE_ADDR", "127.0.0.1:8080"),
 		DataDir:         e.String("FLOWGATE_DATA_DIR", "./data"),
@@ -83,7 +87,7 @@ func LoadLocal(getenv func(string) string) (Local, error) {
 		Common:          e.Common(64 << 20),
 		Expiry:          e.Duration("FLOWGATE_EXPIRY", 24*time.Hour),
 		SweepInterval:   e.Duration("FLOWGATE_SWEEP_INTERVAL", 10*time.Minute),
-		Workers:         e.Int("FLOWGATE_ASSEMBLY_WORKERS", 8),
+		Workers:         e.Int("FLOWGATE_ASSEMBLY_WORKERS", 16),
 		WebhookURL:      e.String("FLOWGATE_WEBHOOK_URL", ""),
 		WebhookSecret:   e.String("FLOWGATE_WEBHOOK_SECRET", ""),
 		ShutdownTimeout: e.Duration("FLOWGATE_SHUTDOWN_TIMEOUT", 30*time.Second),
