@@ -16,10 +16,13 @@ import (
 // the garbage-collected heap where the platform allows (mmap on Linux), so
 // they do not raise the collector's goal either.
 //
-// With the default budget of 32 MiB, 24 requests of 4 MiB chunks in flight
+// With the default budget of 24 MiB, 24 requests of 4 MiB chunks in flight
 // each hold a 1 MiB buffer and none waits; 200 one-chunk uploads of 256 KiB
-// sent at once hold at most 128 buffers of 256 KiB, and the rest wait their
-// turn.
+// sent at once hold at most 96 buffers of 256 KiB, and the rest wait their
+// turn. What a request holds besides (its connection's buffers, the 64 KiB
+// read buffer of a multipart body, its goroutine) is some 100 KiB: the
+// server's memory is about 17 MiB, plus at most the budget, plus that per
+// request in flight (measured: 200 at once, 38-53 MiB in all).
 
 // bufferClasses are the buffer sizes, smallest first; the largest is the
 // most a write takes at once (1 MiB writes took a third less time than 256
@@ -27,7 +30,7 @@ import (
 var bufferClasses = [...]int{64 << 10, 256 << 10, 1 << 20}
 
 // DefaultBufferBudget is the most bytes of write buffers a Store holds.
-const DefaultBufferBudget = 32 << 20
+const DefaultBufferBudget = 24 << 20
 
 // bufferPool hands out aligned buffers within a budget.
 type bufferPool struct {
