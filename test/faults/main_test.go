@@ -1,8 +1,9 @@
 // Package faults is fault injection on the local path: every call of the
 // directory store, the bbolt ledger and the publisher failing or timing out
 // in turn under load; the embedded server killed with SIGKILL at random
-// points under load and restarted; and a webhook that fails, across
-// retries and a restart.
+// points under load and restarted, every chunk acknowledged before a kill
+// still counted after it; and a webhook that fails, across retries and a
+// restart.
 package faults
 
 import (
