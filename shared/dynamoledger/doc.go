@@ -43,6 +43,12 @@
 //     and tells the caller it made the upload ready. An upload of one shard
 //     (up to 128 chunks: most) does steps 3 and 4 in one write.
 //
+// An upload of one chunk skips all of it: its only chunk is durable when
+// Count runs, so its record is created ready, in one conditional put, with
+// no shard item; and it claims no identity (only a receiving upload holds
+// its identifier, and this one never receives), though it still answers
+// 409 while another upload receives under its identifier.
+//
 // Sets make repeats harmless: a retry, a duplicate or a concurrent request
 // adds a number that is there already, so a chunk is never counted twice nor
 // lost, and the conditional write makes ready happen once, only after every
@@ -85,5 +91,7 @@
 // record's creation (two conditional puts: identity, META; Lookup's reads
 // serve as the check before them), and the first write to a shard left by an
 // older generation adds a read and a put. META grows by a few bytes per
-// shard.
+// shard. A file of one chunk is counted with one write in all (its record,
+// born ready); with its claim, result and the mark that its event went out,
+// it costs four.
 package dynamoledger

@@ -409,8 +409,10 @@ func TestShardBoundaries(t *testing.T) {
 			t.Fatalf("%d chunks: lookup after ready = %v %v %v", total, st, counted, err)
 		}
 	}
-	if n := in.Succeeded("ddb.UpdateItem:ready"); n != 5 {
-		t.Fatalf("ready set %d times for 5 uploads", n)
+	// The upload of one chunk is born ready (its record's put); the four
+	// others are made ready once each.
+	if n := in.Succeeded("ddb.UpdateItem:ready"); n != 4 {
+		t.Fatalf("ready set %d times for the 4 uploads of several chunks", n)
 	}
 }
 
@@ -576,5 +578,44 @@ func TestCreateAfterAStaleLookup(t *testing.T) {
 	}
 	if _, err := l.Get(ctx, b.Key); !errors.Is(err, upload.ErrNotFound) {
 		t.Fatalf("refused upload got a record: %v", err)
+	}
+}
+
+// A file of one chunk is counted with one write: its record, born ready
+// (no identity claim, no shard item), due for the re-drive like any ready
+// upload. A duplicate of its chunk changes nothing, and another upload
+// receiving under the same identifier still makes it a conflict.
+func TestOneChunkFileIsBornReady(t *testing.T) {
+	l, _, in := newLedger(t, testShards)
+	ctx := context.Background()
+	u := info("", "one-chunk", 1, 1)
+	if !mustCount(t, l, u, 1) {
+		t.Fatal("the only chunk did not make the upload ready")
+	}
+	for _, step := range []string{"ddb.PutItem:ID", "ddb.UpdateItem:shard", "ddb.UpdateItem:ready", "ddb.UpdateItem:full"} {
+		if n := in.Calls(step); n != 0 {
+			t.Errorf("%s called %d times for a one-chunk file", step, n)
+		}
+	}
+	if n := in.Calls("ddb.PutItem:META"); n != 1 {
+		t.Errorf("%d record writes, want 1", n)
+	}
+	rec, err := l.Get(ctx, u.Key)
+	if err != nil || rec.State != upload.StateReady || rec.Received != 1 {
+		t.Fatalf("record = %+v, %v; want ready", rec, err)
+	}
+	if mustCount(t, l, u, 1) {
+		t.Fatal("a duplicate of the only chunk reported ready again")
+	}
+	if due, err := l.Overdue(ctx, time.Now().Add(time.Hour), 10); err != nil || !slices.Contains(due, u.Key) {
+		t.Fatalf("the born-ready upload is not due for the re-drive: %v, %v", due, err)
+	}
+	// Another geometry under the same identifier, receiving: a one-chunk
+	// upload under it is refused with 409, as any upload would be.
+	other := info("", "shared-id", 3, 1)
+	mustCount(t, l, other, 1)
+	single := info("", "shared-id", 1, 1)
+	if _, err := ledgertest.Count(ctx, l, single, 1); !errors.Is(err, upload.ErrConflict) {
+		t.Fatalf("a one-chunk upload under an identifier another upload receives under: %v, want ErrConflict", err)
 	}
 }
