@@ -92,6 +92,20 @@ func (s *Service) Begin(ctx context.Context, info Info, chunks []int, urlLife ti
 	return b, nil
 }
 
+// SignChunk returns the URL with which the client stores chunk n of
+// generation gen itself (DirectStore.SignChunk).
+func (s *Service) SignChunk(ctx context.Context, info Info, gen string, n int, fields []Field, crc64 string, life time.Duration) (ChunkURL, error) {
+	store, _, err := s.direct()
+	if err != nil {
+		return ChunkURL{}, err
+	}
+	u, err := store.SignChunk(ctx, info, gen, n, fields, crc64, life)
+	if err != nil {
+		return ChunkURL{}, fmt.Errorf("%w: sign a chunk URL: %w", ErrUnavailable, err)
+	}
+	return u, nil
+}
+
 // CountStored counts chunk n of generation gen of the upload, which a
 // client stored itself, once the store holds it with the chunk's size and a
 // checksum: what the counting function does for each object the store
