@@ -472,7 +472,10 @@ func TestURLRequestsChecked(t *testing.T) {
 			b["fields"].(map[string]any)["flowTotalSize"] = "9437184"
 			b["fields"].(map[string]any)["flowTotalChunks"] = "9"
 		}), 413},
-		{"a type not taken", mutate(func(b map[string]any) { b["fields"].(map[string]any)["flowFilename"] = "x.exe"; b["contentType"] = "application/x-msdownload" }), 415},
+		{"a type not taken", mutate(func(b map[string]any) {
+			b["fields"].(map[string]any)["flowFilename"] = "x.exe"
+			b["contentType"] = "application/x-msdownload"
+		}), 415},
 		{"101 chunks", mutate(func(b map[string]any) {
 			var many []map[string]any
 			for range 101 {
