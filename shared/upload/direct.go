@@ -15,9 +15,10 @@ import (
 // has it, whoever noticed first (the store's notification, the client's
 // test GET, or the re-drive's check), and the check itself.
 
-// DirectCheckDelay is how long after the last URL was handed out an upload
-// is checked for chunks stored but never counted, on top of the URLs' own
-// lifetime: the time a notification normally takes, with a wide margin.
+// DirectCheckDelay is how long after its URLs ran out an upload is checked
+// for chunks stored but never counted (at most; as long as a URL lives if
+// that is less): the time a notification normally takes (seconds), with a
+// wide margin.
 const DirectCheckDelay = 5 * time.Minute
 
 // DirectRecheck is how often an upload still receiving is checked again
@@ -69,7 +70,8 @@ func (s *Service) direct() (DirectStore, Beginner, error) {
 // given URLs to store chunks with (Beginner.Begin), and tells which of
 // chunks need not be sent. urlLife is how long the URLs will be good for:
 // the upload is checked for chunks stored but not counted once they have
-// all run out (DirectCheckDelay later), unless another Begin comes first.
+// all run out (and DirectCheckDelay, or urlLife if less, later), unless
+// another Begin comes first.
 func (s *Service) Begin(ctx context.Context, info Info, chunks []int, urlLife time.Duration) (Begun, error) {
 	for _, n := range chunks {
 		if err := checkChunk(info, n); err != nil {
@@ -80,7 +82,7 @@ func (s *Service) Begin(ctx context.Context, info Info, chunks []int, urlLife ti
 	if err != nil {
 		return Begun{}, err
 	}
-	b, err := ledger.Begin(ctx, info, chunks, time.Now().Add(urlLife+DirectCheckDelay))
+	b, err := ledger.Begin(ctx, info, chunks, time.Now().Add(urlLife+min(DirectCheckDelay, urlLife)))
 	if err != nil {
 		return Begun{}, ledgerErr(err)
 	}
