@@ -264,4 +264,3 @@ func shape(t *testing.T, b []byte) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
-

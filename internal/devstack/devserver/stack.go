@@ -316,14 +316,14 @@ func (s *Stack) Stop() {
 
 // Stats is what the stack did so far.
 type Stats struct {
-	Upload   PoolStats    `json:"upload"`
-	Assemble PoolStats    `json:"assemble"`
-	Redrive  PoolStats    `json:"redrive"`
+	Upload   PoolStats `json:"upload"`
+	Assemble PoolStats `json:"assemble"`
+	Redrive  PoolStats `json:"redrive"`
 	// Count and Notifications: the direct data path only.
 	Count         *PoolStats      `json:"count,omitempty"`
 	Notifications *s3notify.Stats `json:"notifications,omitempty"`
-	Mapping  esm.Stats    `json:"mapping"`
-	Redrives RedriveStats `json:"redrives"`
+	Mapping       esm.Stats       `json:"mapping"`
+	Redrives      RedriveStats    `json:"redrives"`
 }
 
 // Stats counts the invocations of each function, what the event source
