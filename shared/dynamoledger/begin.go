@@ -75,7 +75,7 @@ func (l *Ledger) beginOnce(ctx context.Context, info upload.Info, chunks []int, 
 		if _, err := l.begin(ctx, info, slot); err != nil {
 			return upload.Begun{}, err
 		}
-		b.Generation, b.Replaced = slot.Generation, slot.Replaces
+		b.Generation, b.Replaced, b.Created = slot.Generation, slot.Replaces, true
 		meta = nil // a new record: nothing of it is counted
 	} else {
 		b.Generation = getS(meta, "gen")

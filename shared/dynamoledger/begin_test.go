@@ -42,7 +42,7 @@ func TestBeginCreatesTheRecordFirst(t *testing.T) {
 	at := clock.Now().Add(time.Hour)
 
 	b := mustBegin(t, l, u, []int{1, 2, 3, 4, 5}, at)
-	if b.State != upload.StateReceiving || !upload.ValidName(b.Generation) || b.Replaced != "" || len(b.Counted) != 0 {
+	if b.State != upload.StateReceiving || !upload.ValidName(b.Generation) || !b.Created || b.Replaced != "" || len(b.Counted) != 0 {
 		t.Fatalf("first begin: %+v", b)
 	}
 	rec, err := l.Peek(ctx, u.Key)
@@ -60,7 +60,7 @@ func TestBeginCreatesTheRecordFirst(t *testing.T) {
 	countIn(t, other, u, b.Generation, 3)
 	countIn(t, other, u, b.Generation, 9)
 	again := mustBegin(t, l, u, []int{1, 2, 3, 9, 10}, at)
-	if again.Generation != b.Generation || !slices.Equal(again.Counted, []int{1, 3, 9}) {
+	if again.Generation != b.Generation || again.Created || !slices.Equal(again.Counted, []int{1, 3, 9}) {
 		t.Fatalf("begin again: %+v, want generation %s and 1, 3, 9 counted", again, b.Generation)
 	}
 	_, counted, live, err := l.Counted(ctx, u.Key)

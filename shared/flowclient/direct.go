@@ -20,6 +20,12 @@ import (
 // that stopped working (403) asked for again before a retry, S3's 500 and
 // 503 retried. The test GET still goes to the API.
 
+// urlsAnswer is POST /upload/urls's answer.
+type urlsAnswer struct {
+	Resumed bool
+	Chunks  []urlAnswer
+}
+
 // urlAnswer is one chunk of POST /upload/urls's answer.
 type urlAnswer struct {
 	Chunk   int               `json:"chunk"`
@@ -38,6 +44,7 @@ type urlCache struct {
 	once    []sync.Once
 	got     map[int]urlAnswer
 	errs    []error
+	resumed *bool // what the first answer said
 }
 
 func newURLCache(plans []chunkPlan, size int) *urlCache {
@@ -138,10 +145,15 @@ func (u *uploader) askURLs(ctx context.Context, chunks []int) (map[int]urlAnswer
 			return nil, ctx.Err()
 		}
 		if err == nil && code == http.StatusOK {
-			var out struct{ Chunks []urlAnswer }
+			var out urlsAnswer
 			if err := json.Unmarshal(raw, &out); err != nil {
 				return nil, fmt.Errorf("flowclient: URL answer: %w", err)
 			}
+			u.direct.mu.Lock()
+			if u.direct.resumed == nil {
+				u.direct.resumed = &out.Resumed
+			}
+			u.direct.mu.Unlock()
 			got := map[int]urlAnswer{}
 			for _, a := range out.Chunks {
 				got[a.Chunk] = a
@@ -178,7 +190,10 @@ func (u *uploader) directChunk(ctx context.Context, p chunkPlan) error {
 	if err != nil {
 		return err
 	}
-	if a.Present && u.opts.TestChunks {
+	u.direct.mu.Lock()
+	resumed := u.direct.resumed != nil && *u.direct.resumed
+	u.direct.mu.Unlock()
+	if (a.Present || resumed) && u.opts.TestChunks {
 		present, err := u.test(ctx, p.n)
 		if err != nil {
 			return err
@@ -190,8 +205,10 @@ func (u *uploader) directChunk(ctx context.Context, p chunkPlan) error {
 			}
 			return nil
 		}
-		if a, err = u.url(ctx, p.n, true); err != nil {
-			return err
+		if a.Present {
+			if a, err = u.url(ctx, p.n, true); err != nil {
+				return err
+			}
 		}
 	}
 	sends := 1

@@ -44,12 +44,16 @@ import (
 // may be. The CRC-64/NVME of each chunk's bytes is required: the store
 // refuses other bytes. The answer:
 //
-//	{"expires": "2026-01-01T00:15:00Z",
+//	{"expires": "2026-01-01T00:15:00Z", "resumed": false,
 //	 "chunks": [{"chunk": 1, "url": "https://…", "method": "PUT", "headers": {"If-None-Match": "*", …}},
 //	            {"chunk": 2, "present": true}]}
 //
 // "present" means the chunk needs no sending (it is counted, or the upload
-// is past receiving); the client's test GET says so too.
+// is past receiving); the client's test GET says so too. "resumed" means
+// the upload was under way before this request: a chunk not counted yet
+// may be stored all the same (its notification not handled yet), which the
+// test GET finds out (and counts), so a client that resumes tests every
+// chunk before sending it; a client starting a new upload need not.
 
 // Direct configures the direct data path of a Handler.
 type Direct struct {
@@ -217,7 +221,7 @@ func (h *Handler) urls(w *statusWriter, r *http.Request) {
 		answers[i].URL, answers[i].Method, answers[i].Headers = u.URL, u.Method, u.Headers
 		expires = u.Expires
 	}
-	out := map[string]any{"chunks": answers}
+	out := map[string]any{"chunks": answers, "resumed": !begun.Created}
 	if !expires.IsZero() {
 		out["expires"] = expires.UTC().Format(time.RFC3339)
 	}

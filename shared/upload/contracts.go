@@ -413,6 +413,10 @@ type Begun struct {
 	State State
 	// Generation is the live record's: where every chunk is to be stored.
 	Generation string
+	// Created: Begin created the record (the upload is new, or its
+	// record had died: Replaced); otherwise the client is carrying on, or
+	// resuming, an upload some of whose chunks may be stored already.
+	Created bool
 	// Replaced is the dead generation whose record the new one replaced,
 	// if Begin created the record in place of one.
 	Replaced string
