@@ -25,6 +25,8 @@ type Report struct {
 	Memory            *memorySizing
 	Checksums         []checksumCost
 	Combine           combineCost
+	// Direct is the data paths compared on the same files (direct.go).
+	Direct []*DirectResult
 }
 
 func (rep *Report) byPath(path string) []*Result {
@@ -291,6 +293,8 @@ func (rep *Report) Markdown() string {
 		}
 		p("")
 	}
+
+	directMarkdown(&b, rep.Direct)
 
 	if len(rep.Checksums) > 0 {
 		p("## Checksums")
