@@ -174,7 +174,11 @@
         uploadMethod: function (file, chunk) { return chunk.flowgateURL ? chunk.flowgateURL.method : "PUT"; },
         testMethod: "GET",
         preprocess: preprocess,
-        chunkSize: s.chunkSize,
+        // A file of more than 10,000 chunks (80 GB of 8 MiB) gets larger
+        // ones: S3 assembles at most 10,000 copied parts.
+        chunkSize: function (file) {
+          return Math.max(s.chunkSize, Math.ceil(file.size / 10000 / (1 << 20)) * (1 << 20));
+        },
         forceChunkSize: true,
         withCredentials: false,
         successStatuses: [200, 201, 202, 412],
