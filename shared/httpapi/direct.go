@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -182,18 +181,6 @@ func (h *Handler) urls(w *statusWriter, r *http.Request) {
 	if err := h.allowed(info); err != nil {
 		h.fail(w, r, err)
 		return
-	}
-	if h.Uploads != nil {
-		// A URL request starts an upload as its first chunk would.
-		end, err := h.Uploads.begin(r.Context(), info, func(ctx context.Context) (upload.State, error) {
-			st, err := h.Service.Status(ctx, info.Key)
-			return st.State, err
-		})
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		defer func() { end(w.status < 400, false) }()
 	}
 	numbers := make([]int, len(chunks))
 	for i, c := range chunks {

@@ -489,6 +489,27 @@ func TestURLRequestsChecked(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d", c.name, status, raw, c.status)
 		}
 	}
+	for name, c := range map[string]struct {
+		body   string
+		status int
+	}{
+		"not JSON":          {"flowChunkNumber=1", 400},
+		"an array":          {"[]", 400},
+		"an unknown member": {`{"fields": {}, "chunks": [{}], "key": "staging/x"}`, 400},
+		"a field an object": {`{"fields": {"flowIdentifier": {"a": 1}}, "chunks": [{}]}`, 400},
+		"a body too large":  {`{"fields": {"flowFilename": "` + strings.Repeat("a", 300<<10) + `"}, "chunks": [{}]}`, 413},
+	} {
+		req, _ := http.NewRequest("POST", f.api.URL+"/upload/urls", strings.NewReader(c.body))
+		req.Header.Set("X-User", fl.user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Errorf("%s: %d, want %d", name, resp.StatusCode, c.status)
+		}
+	}
 	if st := f.status(t, fl); st.State != upload.StateUnknown {
 		t.Fatalf("refused requests made a record: %+v", st)
 	}
