@@ -125,20 +125,10 @@ type lambdaUse struct {
 	AssembleSeconds float64 `json:"assembleSeconds"`
 }
 
-// The template's memory sizes (template.yaml), for Lambda's GB-seconds.
-const (
-	uploadMemoryGB   = 0.5
-	countMemoryGB    = 0.125
-	assembleMemoryGB = 1.0
-)
-
-// AWS list prices (us-east-1) of what the proxy path pays per chunk and the
-// direct path does not, written down by hand beside those of awscount.go.
-const (
-	priceAPIPerM       = 3.50         // $ per million REST API requests (the first 333 million a month)
-	priceLambdaReqPerM = 0.20         // $ per million Lambda requests
-	priceLambdaGBs     = 0.0000133334 // $ per GB-second, arm64
-)
+// countMemoryMB is the counting function's memory (template.yaml), for
+// Lambda's GB-seconds; the upload function's and the assembler's are in
+// awscount.go, with the prices.
+const countMemoryMB = 128
 
 // directCost is one mode's requests and dollars per GiB of files.
 type directCost struct {
@@ -161,7 +151,7 @@ func (r *DirectResult) cost() directCost {
 		c.API += float64(n)
 	}
 	c.Invocations = c.API + float64(r.Lambda.Counts) + float64(r.Lambda.Assemblies)
-	c.GBs = r.Lambda.UploadSeconds*uploadMemoryGB + r.Lambda.CountSeconds*countMemoryGB + r.Lambda.AssembleSeconds*assembleMemoryGB
+	c.GBs = (r.Lambda.UploadSeconds*uploadMemoryMB + r.Lambda.CountSeconds*countMemoryMB + r.Lambda.AssembleSeconds*assembleMemoryMB) / 1024
 	if r.Counts != nil {
 		for op, n := range r.Counts.S3 {
 			switch s3Tier(op) {
@@ -177,8 +167,8 @@ func (r *DirectResult) cost() directCost {
 	if r.Mode.DataPath == awsdeploy.DataPathDirect {
 		c.S3Tier1 += float64(r.Stats.POSTs)
 	}
-	c.APIDollars = c.API * priceAPIPerM / 1e6
-	c.LambdaDollars = c.Invocations*priceLambdaReqPerM/1e6 + c.GBs*priceLambdaGBs
+	c.APIDollars = c.API * priceAPIGWPerM / 1e6
+	c.LambdaDollars = c.Invocations*priceLambdaPerM/1e6 + c.GBs*priceLambdaPerGBs
 	c.S3Dollars = c.S3Tier1*priceS3Tier1PerK/1000 + c.S3Tier2*priceS3Tier2PerK/1000
 	c.DDBDollars = c.WRU*priceWRUPerM/1e6 + c.RRU*priceRRUPerM/1e6
 	for _, p := range []*float64{&c.API, &c.Invocations, &c.GBs, &c.S3Tier1, &c.S3Tier2, &c.WRU, &c.RRU,
@@ -617,15 +607,15 @@ func directMarkdown(b *strings.Builder, results []*DirectResult) {
 	}
 	p("")
 	p("```")
-	p("$/GiB = API Gateway requests × $%.2f / 10^6                    REST API", priceAPIPerM)
-	p("      + Lambda invocations  × $%.2f / 10^6 + GB-s × $%.10f    arm64", priceLambdaReqPerM, priceLambdaGBs)
+	p("$/GiB = API Gateway requests × $%.2f / 10^6                    REST API", priceAPIGWPerM)
+	p("      + Lambda invocations  × $%.2f / 10^6 + GB-s × $%.10f    arm64", priceLambdaPerM, priceLambdaPerGBs)
 	p("      + S3 and DynamoDB requests as above")
 	p("```")
 	p("")
 	p("API requests are those the client made to the API (test GETs, chunk POSTs, URL requests; the status requests a")
 	p("page makes after the last chunk are left out, the same for both paths); each is an upload function invocation.")
 	p("Lambda invocations add one counting invocation per notification (direct) and one assembly per file. GB-s is each")
-	p("handler's time measured here times the template's memory (upload 512 MB, count 128 MB, assemble 1 GB): on AWS a")
+	p("handler's time measured here times the template's memory (upload %d MB, count %d MB, assemble %d MB): on AWS a", uploadMemoryMB, countMemoryMB, assembleMemoryMB)
 	p("proxied chunk's invocation also lasts while API Gateway hands it the body and it sends the chunk on to S3, which")
 	p("is longer than on this loopback; with several files at once, the requests share this machine's two cores (each")
 	p("invocation has its own on AWS) and their GB-s come out inflated. S3 PUTs include the client's own chunk PUTs on the direct path (a duplicate's")
