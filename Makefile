@@ -100,7 +100,7 @@ clean:
 # deploy. Self-contained: nothing above depends on it. See docs/deploy.md.
 
 # The functions: functions/<name>, logical ID <Name>Function in template.yaml.
-LAMBDA_FUNCTIONS := upload assemble redrive authorizer consumer
+LAMBDA_FUNCTIONS := upload assemble redrive count authorizer consumer
 DIST             ?= dist
 # Built as SAM builds Go for provided.al2023 on arm64: static (no cgo),
 # stripped, paths trimmed, and without the RPC shim that only the retired
@@ -112,7 +112,7 @@ SAM              ?= sam
 DEPLOY_ARGS      ?=
 
 .PHONY: build package-size deploy template-lint \
-	build-UploadFunction build-AssembleFunction build-RedriveFunction build-AuthorizerFunction build-ConsumerFunction
+	build-UploadFunction build-AssembleFunction build-RedriveFunction build-CountFunction build-AuthorizerFunction build-ConsumerFunction
 
 ## build: dist/<function>.zip for every function (a bootstrap inside), without the sam CLI
 build: $(LAMBDAZIP)
@@ -149,6 +149,8 @@ build-AssembleFunction:
 	$(call lambda-artifact,assemble)
 build-RedriveFunction:
 	$(call lambda-artifact,redrive)
+build-CountFunction:
+	$(call lambda-artifact,count)
 build-AuthorizerFunction:
 	$(call lambda-artifact,authorizer)
 build-ConsumerFunction:

@@ -25,6 +25,8 @@ type Report struct {
 	Memory            *memorySizing
 	Checksums         []checksumCost
 	Combine           combineCost
+	// Direct is the data paths compared on the same files (direct.go).
+	Direct []*DirectResult
 }
 
 func (rep *Report) byPath(path string) []*Result {
@@ -184,18 +186,20 @@ func (rep *Report) Markdown() string {
 	p("| load average (1, 5, 15 min) | %s at the start, %s at the end |", m.LoadStart, m.LoadEnd)
 	p("")
 
-	p("## Targets")
-	p("")
-	if rep.Quick {
-		p("A quick run uses small sizes, so these are indications only; the targets are defined on the full run's sizes.")
+	if len(rep.Results) > 0 { // (a run of -only direct measures none of them)
+		p("## Targets")
+		p("")
+		if rep.Quick {
+			p("A quick run uses small sizes, so these are indications only; the targets are defined on the full run's sizes.")
+			p("")
+		}
+		p("| target | this run | met |")
+		p("| --- | --- | --- |")
+		for _, t := range rep.Targets() {
+			p("| %s | %s | %s |", t.Goal, t.Result, t.Met)
+		}
 		p("")
 	}
-	p("| target | this run | met |")
-	p("| --- | --- | --- |")
-	for _, t := range rep.Targets() {
-		p("| %s | %s | %s |", t.Goal, t.Result, t.Met)
-	}
-	p("")
 
 	if local := rep.byPath(pathLocal); len(local) > 0 {
 		p("## Embedded server (`cmd/flowgate`, directory store, bbolt ledger)")
@@ -291,6 +295,8 @@ func (rep *Report) Markdown() string {
 		}
 		p("")
 	}
+
+	directMarkdown(&b, rep.Direct)
 
 	if len(rep.Checksums) > 0 {
 		p("## Checksums")
@@ -406,6 +412,9 @@ func (rep *Report) Markdown() string {
 		p("")
 	}
 
+	if len(rep.Results) == 0 {
+		return b.String()
+	}
 	p("## How it is measured")
 	p("")
 	p("- **Client**: `shared/flowclient`, which behaves like flow.js 2.x: a test GET before each chunk (`testChunks: true`),")

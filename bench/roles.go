@@ -56,6 +56,8 @@ func runRole(role string) int {
 		err = runS3Server(ctx)
 	case roleLocalServer:
 		err = runLocalServer(ctx)
+	case roleDirectServer:
+		err = runDirectServer(ctx)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}

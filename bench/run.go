@@ -284,6 +284,13 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			rep.Results = append(rep.Results, res)
 		}
 	}
+	// The data paths compared (direct.go): -only direct selects them.
+	if !opt.NoS3 && opt.Scenarios == nil && (opt.Only == "" || strings.Contains(opt.Only, "direct")) {
+		logf("the data paths on the same files: a MinIO (posting its notifications here) and a dynalite of their own")
+		if rep.Direct, err = r.runDirect(ctx, directScenarios(opt.Quick)); err != nil {
+			return rep, fmt.Errorf("data paths: %w", err)
+		}
+	}
 	if ctx.Err() != nil {
 		return rep, errStopped
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/shared/auth"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
+	"github.com/flowgate/flowgate/shared/s3store"
 )
 
 var methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
@@ -318,6 +319,14 @@ func TestEventsMatchTemplate(t *testing.T) {
 				if !anyMatch(t, filters, r) {
 					t.Errorf("%s record %d (%s) would be filtered out before the assembler", name, i, r["eventName"])
 				}
+			}
+		case "count":
+			// The form the rule's input transformer writes: see
+			// TestCountFunctionEvent, which compares the two.
+			var ev events.S3Event
+			if err := json.Unmarshal(b, &ev); err != nil || len(ev.Records) != 1 || !strings.HasPrefix(ev.Records[0].EventName, "ObjectCreated:") ||
+				!strings.HasPrefix(ev.Records[0].S3.Object.URLDecodedKey, s3store.DefaultStagingPrefix) {
+				t.Errorf("%s is not an Object Created event of a chunk: %+v %v", name, ev, err)
 			}
 		default:
 			t.Errorf("%s: no check for %s events", name, fn)

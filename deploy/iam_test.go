@@ -47,6 +47,9 @@ var operationNeeds = map[string][]need{
 	"sqs:DeleteMessage":                {{"sqs:DeleteMessage", failureQueue}},
 	"dynamodb:Scan":                    {{"dynamodb:Scan", table}},
 	"eventbridge:PutEvents":            {{"events:PutEvents", eventBus}},
+	// A presigned URL (DataPath direct) acts with the signer's permissions:
+	// the browser's PUT of a chunk is the upload function's PutObject.
+	"s3:PresignPutObject": {{"s3:PutObject", chunkObject}},
 	// Deliberately absent: CreateBucket, CreateTable, UpdateTimeToLive
 	// (awsdeploy.CreateResources, for local servers). A function that could
 	// reach them fails here: on AWS the template owns the resources.
@@ -57,6 +60,16 @@ var operationNeeds = map[string][]need{
 // files, not chunks.
 var functionOperationNeeds = map[string]map[string][]need{
 	"ConsumerFunction": {"s3:GetObject": {{"s3:GetObject", finishedObject}}},
+	// DataPath direct: the upload and counting functions look at the chunk
+	// a browser stored (HEAD), never at a finished file.
+	"UploadFunction": {"s3:HeadObject": {{"s3:GetObject", chunkObject}, {"s3:ListBucket", bucket}}},
+	"CountFunction":  {"s3:HeadObject": {{"s3:GetObject", chunkObject}, {"s3:ListBucket", bucket}}},
+	// The re-drive drains two queues: the stream's failures, and (DataPath
+	// direct) the counting function's.
+	"RedriveFunction": {
+		"sqs:ReceiveMessage": {{"sqs:ReceiveMessage", failureQueue}, {"sqs:ReceiveMessage", countFailureQueue}},
+		"sqs:DeleteMessage":  {{"sqs:DeleteMessage", failureQueue}, {"sqs:DeleteMessage", countFailureQueue}},
+	},
 }
 
 // Operations that write an object, and that read one: with a KMS key
@@ -65,7 +78,7 @@ var functionOperationNeeds = map[string]map[string][]need{
 // reading kms:Decrypt. Creating the finished file with tags (ObjectTags)
 // needs s3:PutObjectTagging.
 var (
-	kmsWrites = []string{"s3:PutObject", "s3:CreateMultipartUpload", "s3:UploadPart", "s3:UploadPartCopy", "s3:CopyObject", "s3:CompleteMultipartUpload"}
+	kmsWrites = []string{"s3:PutObject", "s3:PresignPutObject", "s3:CreateMultipartUpload", "s3:UploadPart", "s3:UploadPartCopy", "s3:CopyObject", "s3:CompleteMultipartUpload"}
 	kmsReads  = []string{"s3:GetObject"}
 	tagWrites = []string{"s3:CreateMultipartUpload", "s3:CopyObject"}
 )
@@ -87,6 +100,7 @@ const (
 	tableStream
 	eventBus
 	failureQueue
+	countFailureQueue
 	ownLogStream
 	kmsKey
 	anything
@@ -109,15 +123,16 @@ func sampleARNs(s *stack, fnID string, env map[string]string) arns {
 	tableArn := s.getAtt("LedgerTable", "Arn")
 	logGroup := str(get(s.props(fnID), "LoggingConfig", "LogGroup"))
 	a := arns{own: map[resourceKind]string{
-		bucket:         "arn:aws:s3:::" + bucketName,
-		chunkObject:    "arn:aws:s3:::" + bucketName + "/" + staging + "1c0312c723afdd1fe40b2064627b0275/00000001",
-		finishedObject: "arn:aws:s3:::" + bucketName + "/" + finished + "1c0312c723afdd1fe40b2064627b0275-00112233/photo.jpg",
-		table:          tableArn,
-		dueIndex:       tableArn + "/index/" + dynamoledger.DueIndex,
-		tableStream:    s.getAtt("LedgerTable", "StreamArn"),
-		eventBus:       s.getAtt("UploadsBus", "Arn"),
-		failureQueue:   s.getAtt("AssemblyFailureQueue", "Arn"),
-		ownLogStream:   "arn:aws:logs:" + region + ":" + account + ":log-group:" + logGroup + ":log-stream:2026/01/01/[$LATEST]0123456789abcdef",
+		bucket:            "arn:aws:s3:::" + bucketName,
+		chunkObject:       "arn:aws:s3:::" + bucketName + "/" + staging + "1c0312c723afdd1fe40b2064627b0275/00000001",
+		finishedObject:    "arn:aws:s3:::" + bucketName + "/" + finished + "1c0312c723afdd1fe40b2064627b0275-00112233/photo.jpg",
+		table:             tableArn,
+		dueIndex:          tableArn + "/index/" + dynamoledger.DueIndex,
+		tableStream:       s.getAtt("LedgerTable", "StreamArn"),
+		eventBus:          s.getAtt("UploadsBus", "Arn"),
+		failureQueue:      s.getAtt("AssemblyFailureQueue", "Arn"),
+		countFailureQueue: s.getAtt("CountFailureQueue", "Arn"),
+		ownLogStream:      "arn:aws:logs:" + region + ":" + account + ":log-group:" + logGroup + ":log-stream:2026/01/01/[$LATEST]0123456789abcdef",
 	}}
 	if key := s.params["KmsKeyArn"]; key != "" {
 		a.own[kmsKey] = key
@@ -191,6 +206,13 @@ func requiredNeeds(t *testing.T, s *stack, fnID string, facts codeFacts) []need 
 		default:
 			t.Errorf("%s: event type %s is not modelled", fnID, str(get(ev, "Type")))
 		}
+	}
+	// Lambda's asynchronous on-failure destination sends with the role.
+	if d := get(s.props(fnID), "EventInvokeConfig", "DestinationConfig", "OnFailure", "Destination"); d != nil {
+		if d != s.getAtt("CountFailureQueue", "Arn") {
+			t.Errorf("%s: on-failure destination %v is not modelled", fnID, d)
+		}
+		needs = append(needs, need{"sqs:SendMessage", countFailureQueue})
 	}
 	if str(s.props(fnID)["Tracing"]) == "Active" {
 		needs = append(needs, need{"xray:PutTraceSegments", anything}, need{"xray:PutTelemetryRecords", anything})

@@ -38,6 +38,7 @@ var variants = []variant{
 		"EnableTracing": "true", "ExampleConsumer": "true", "AlarmEmail": "ops@example.com",
 		"AllowedOrigins": "https://a.example, https://b.example", "FinishedPrefix": "done/uploads/",
 		"MaxFileSize": "123MiB", "MaxChunkSize": "2MiB", "ExpiryDays": "3", "StagingRetentionDays": "45",
+		"DataPath": "direct",
 		"LogLevel": "debug", "LogRetentionDays": "7", "ThrottleRateLimit": "11", "ThrottleBurstLimit": "22",
 	}},
 	{"jwt-keys", map[string]string{"AuthMode": "jwt", "JwtPublicKeys": ""}}, // a JWKS, see init
@@ -107,6 +108,8 @@ var leftAtDefault = map[string]map[string]string{
 		"FLOWGATE_CONTENT_DISPOSITION":  "the upload function never writes a finished file",
 		"FLOWGATE_STORAGE_CLASS":        "chunks stay STANDARD: they live a few days",
 		"FLOWGATE_OBJECT_TAGS":          "the upload function never writes a finished file",
+		"FLOWGATE_DIRECT_URL_LIFE":      "15 minutes: long enough for a large chunk on a slow line, short for a leaked URL",
+		"FLOWGATE_COUNT_FAILURE_QUEUE":  "only the re-drive replays the counting function's failures",
 	},
 	"AssembleFunction": {
 		"FLOWGATE_NAMESPACE_HEADER":     "the assembler serves no requests",
@@ -120,6 +123,10 @@ var leftAtDefault = map[string]map[string]string{
 		"FLOWGATE_ASSEMBLY_CONCURRENCY": "4 parts in flight per assembly suits the function's memory",
 		"FLOWGATE_FAILURE_QUEUE":        "only the re-drive replays the failure queue (the assembler fills it, by its event source mapping)",
 		"FLOWGATE_ALLOWED_TYPES":        "files are checked when their chunks arrive",
+		"FLOWGATE_DATA_PATH":            "assembly is the same whichever way chunks came",
+		"FLOWGATE_DIRECT_URL_LIFE":      "the assembler signs no URLs",
+		"FLOWGATE_DIRECT_ENDPOINT":      "the assembler signs no URLs",
+		"FLOWGATE_COUNT_FAILURE_QUEUE":  "only the re-drive replays the counting function's failures",
 	},
 	"RedriveFunction": {
 		"FLOWGATE_NAMESPACE_HEADER":     "the re-drive serves no requests",
@@ -132,6 +139,31 @@ var leftAtDefault = map[string]map[string]string{
 		"FLOWGATE_RECORD_TTL":           "a week of status for finished uploads is the design's default",
 		"FLOWGATE_ASSEMBLY_CONCURRENCY": "4 parts in flight per assembly suits the function's memory",
 		"FLOWGATE_ALLOWED_TYPES":        "files are checked when their chunks arrive",
+		"FLOWGATE_DIRECT_URL_LIFE":      "the re-drive signs no URLs",
+		"FLOWGATE_DIRECT_ENDPOINT":      "the re-drive signs no URLs",
+	},
+	"CountFunction": {
+		"FLOWGATE_NAMESPACE_HEADER":     "the counting function serves no requests",
+		"FLOWGATE_AUTH":                 "the counting function serves no requests",
+		"FLOWGATE_ALLOWED_ORIGINS":      "the counting function serves no requests",
+		"FLOWGATE_ALLOWED_TYPES":        "files are checked when their URLs are asked for",
+		"FLOWGATE_MAX_FILE_SIZE":        "limits are checked when URLs are asked for; a chunk is checked against its record",
+		"FLOWGATE_MAX_CHUNK_SIZE":       "limits are checked when URLs are asked for; a chunk is checked against its record",
+		"FLOWGATE_MAX_CHUNKS":           "limits are checked when URLs are asked for; a chunk is checked against its record",
+		"FLOWGATE_RECORD_TTL":           "a week of status for finished uploads is the design's default",
+		"FLOWGATE_FINISHED_PREFIX":      "the counting function never writes a finished file",
+		"FLOWGATE_FINISHED_LAYOUT":      "the counting function never writes a finished file",
+		"FLOWGATE_CONTENT_DISPOSITION":  "the counting function never writes a finished file",
+		"FLOWGATE_STORAGE_CLASS":        "the counting function never writes a finished file",
+		"FLOWGATE_KMS_KEY":              "the counting function writes nothing",
+		"FLOWGATE_OBJECT_TAGS":          "the counting function never writes a finished file",
+		"FLOWGATE_EVENT_BUS":            "the counting function never publishes",
+		"FLOWGATE_ASSEMBLY_LEASE":       "the counting function never assembles",
+		"FLOWGATE_ASSEMBLY_CONCURRENCY": "the counting function never assembles",
+		"FLOWGATE_FAILURE_QUEUE":        "only the re-drive replays the failure queues",
+		"FLOWGATE_COUNT_FAILURE_QUEUE":  "only the re-drive replays the failure queues (Lambda fills this one)",
+		"FLOWGATE_DIRECT_URL_LIFE":      "the counting function signs no URLs",
+		"FLOWGATE_DIRECT_ENDPOINT":      "the counting function signs no URLs",
 	},
 	"AuthorizerFunction": {
 		"FLOWGATE_JWT_LEEWAY": "30 seconds of clock skew",
@@ -236,6 +268,12 @@ func TestEnvironmentLoads(t *testing.T) {
 			case "UploadFunction":
 				maxFile, _ := config.ParseSize(p["MaxFileSize"])
 				maxChunk, _ := config.ParseSize(p["MaxChunkSize"])
+				if p["MaxChunkSize"] == "" { // the data path's own limit
+					maxChunk = awsdeploy.LambdaMaxChunk
+					if p["DataPath"] == awsdeploy.DataPathDirect {
+						maxChunk = awsdeploy.DirectMaxChunk
+					}
+				}
 				days, _ := strconv.Atoi(p["ExpiryDays"])
 				var origins []string
 				for _, o := range strings.Split(p["AllowedOrigins"], ",") {
@@ -246,7 +284,10 @@ func TestEnvironmentLoads(t *testing.T) {
 					!slices.Equal(cfg.AllowedOrigins, origins) {
 					t.Errorf("%s upload: config %+v does not follow the parameters %v", v.name, cfg, p)
 				}
-				if cfg.Limits.MaxChunkSize > awsdeploy.LambdaMaxChunk {
+				if cfg.DataPath != p["DataPath"] {
+					t.Errorf("%s upload: data path %q, parameter %q", v.name, cfg.DataPath, p["DataPath"])
+				}
+				if cfg.DataPath == awsdeploy.DataPathProxy && cfg.Limits.MaxChunkSize > awsdeploy.LambdaMaxChunk {
 					t.Errorf("%s: MaxChunkSize %d is over what a Lambda request carries (%d)", v.name, cfg.Limits.MaxChunkSize, awsdeploy.LambdaMaxChunk)
 				}
 			case "AssembleFunction":

@@ -2,10 +2,18 @@
 // follows the server's status until each file is assembled. Plain script, no
 // build step, no framework.
 //
+// The page follows the server's data path (GET <api>/config): "proxy", every
+// chunk POSTed to the API, or "direct", every chunk PUT straight into the
+// bucket with a URL the API signs (direct.js). It starts on the proxy path
+// and switches as soon as the answer says so (before anyone has chosen a
+// file, in practice; a file already under way goes on as it began, which
+// the server takes too).
+//
 // Query parameters (all optional):
 //   ?api=https://.../upload   the upload API (overrides config.js apiUrl,
 //                             unless config.js sets allowApiParam: false)
-//   ?chunkSize=<bytes>        bytes per request, at most 4 MiB (overrides config.js)
+//   ?chunkSize=<bytes>        bytes per request (overrides config.js): at most
+//                             4 MiB on the proxy path, at least 5 MiB direct
 (function () {
   "use strict";
 
@@ -35,6 +43,7 @@
   $("chunk-size").textContent = human(chunkSize);
 
   var flow = new Flow({
+    // The proxy path's options; the direct path's replace some (useDirect).
     target: api,
     headers: headers,
     // Every request stays under the Lambda limit: chunks of at most
@@ -240,6 +249,7 @@
     // Fired just before flow.js schedules the chunk again, and it reads
     // chunkRetryInterval right after: this makes the wait grow per chunk.
     flow.opts.chunkRetryInterval = retryDelay(chunk.retries);
+    if (direct) { direct.retried(file, chunk); }
     guardRetry(file, chunk);
     var e = entries[file.uniqueIdentifier];
     if (e && !file.paused) {
@@ -280,9 +290,12 @@
   flow.on("fileError", function (file, message, chunk) {
     var e = entries[file.uniqueIdentifier];
     if (!e) { return; }
-    var status = chunk && chunk.xhr ? chunk.xhr.status : 0;
+    // A refusal of the API's (chunk.flowgateStatus: a URL request, on the
+    // direct path) or of whatever the chunk went to (the API, or S3).
+    var refused = chunk && chunk.flowgateStatus;
+    var status = refused || (chunk && chunk.xhr ? chunk.xhr.status : 0);
     var text = serverMessage(message);
-    if (PERMANENT.indexOf(status) >= 0) {
+    if ((refused ? PERMANENT : flow.opts.permanentErrors).indexOf(status) >= 0) {
       e.state = "failed";
       e.message = refusal(status, text);
       forgetPending(file);
@@ -404,8 +417,7 @@
       e.stalls = 0;
     }
     var file = e.file;
-    var url = resolve(api);
-    url.pathname = url.pathname.replace(/\/$/, "") + "/status";
+    var url = new URL(serverURL("/status"));
     var q = url.searchParams;
     q.set("flowIdentifier", file.uniqueIdentifier);
     q.set("flowFilename", file.name);
@@ -438,14 +450,28 @@
         } else if (st.state === "failed") {
           finish(e, "failed", "The server could not assemble the file: " + (st.error || "unknown error") +
             ". Choose the file again to upload it anew.");
-        } else if (stalled(st)) {
+        } else if (stalled(st) && !trailing(e, st)) {
           if (++e.stalls >= STALL_ANSWERS) { recover(e, st); } else { again(); }
         } else {
           e.stalls = 0;
+          if (!stalled(st)) { e.trailSince = 0; }
           again();
         }
       })
       .catch(again);
+  }
+
+  // trailing tells whether, on the direct path, a status short of chunks may
+  // only be behind the notifications of chunks S3 has: while the count
+  // grows, or for DIRECT_STALL_MS since it last did.
+  function trailing(e, st) {
+    if (!direct || st.state !== "receiving") { return false; }
+    var now = Date.now();
+    if (!e.trailSince || st.received !== e.trailReceived) {
+      e.trailSince = now;
+      e.trailReceived = st.received;
+    }
+    return now - e.trailSince < DIRECT_STALL_MS;
   }
 
   // stalled tells whether a status, asked after flow.js sent every chunk,
@@ -661,6 +687,9 @@
       var v = JSON.parse(body);
       if (v && typeof v.error === "string") { return v.error; }
     } catch (e) { /* not JSON */ }
+    // S3's errors are XML: <Error><Code>…</Code><Message>…</Message>…
+    var m = /<Message>([^<]*)<\/Message>/.exec(body);
+    if (m) { return m[1]; }
     return String(body).slice(0, 200);
   }
 
@@ -671,9 +700,9 @@
 
   function resolve(u) { return new URL(u, location.href); }
 
-  function sizeParam(v) {
+  function sizeParam(v, max) {
     var n = Number(v);
-    return Number.isInteger(n) && n >= 1 ? Math.min(n, MAX_CHUNK) : 0;
+    return Number.isInteger(n) && n >= 1 ? Math.min(n, max || MAX_CHUNK) : 0;
   }
 
   function readJSON(key) {
@@ -709,6 +738,51 @@
     return s + " s";
   }
 
-  // For tests and the curious: the Flow instance and the page's view of it.
-  window.flowgatePage = { flow: flow, entries: entries, chunkSize: chunkSize, api: resolve(api).href };
+  // --- The data path ---------------------------------------------------------
+  // GET <api>/config says how the server takes chunks; a server that does
+  // not answer it (an older one) takes them at POST <api>.
+  var DIRECT_MIN_CHUNK = 5 * MiB;     // S3's smallest multipart part: the assembly copies each chunk in S3
+  var DIRECT_CHUNK = 8 * MiB;
+  var dataPath = "proxy";
+  var direct = null;                  // direct.js's hooks, on the direct path
+  // On the direct path a chunk is counted when S3's notification of it
+  // reaches the server, a moment after flow.js saw it stored: the status
+  // may trail behind for a while before the page takes it for a loss.
+  var DIRECT_STALL_MS = 20000;
+
+  var ready = fetch(serverURL("/config"), { cache: "no-store", headers: typeof headers === "function" ? headers() : headers })
+    .then(function (r) { return r.ok ? r.json() : {}; })
+    .catch(function () { return {}; })
+    .then(function (server) {
+      if (server && server.dataPath === "direct") { useDirect(server); }
+      window.flowgatePage.dataPath = dataPath;
+      return dataPath;
+    });
+
+  function useDirect(server) {
+    var size = sizeParam(params.get("chunkSize"), Infinity) || sizeParam(config.directChunkSize, Infinity) ||
+      Math.max(DIRECT_CHUNK, server.chunkSize || 0);
+    size = Math.max(size, DIRECT_MIN_CHUNK);
+    if (server.maxChunkSize) { size = Math.min(size, server.maxChunkSize); }
+    chunkSize = size;
+    direct = window.flowgateDirect({
+      api: resolve(api).href, headers: headers, chunkSize: chunkSize, crc: window.flowgateCRC64NVME,
+      maxRetries: MAX_RETRIES, retryDelay: retryDelay,
+    });
+    Object.assign(flow.opts, direct.options);
+    dataPath = "direct";
+    $("chunk-size").textContent = human(chunkSize);
+    $("data-path").textContent = " straight into storage";
+    window.flowgatePage.chunkSize = chunkSize;
+  }
+
+  function serverURL(suffix) {
+    var u = resolve(api);
+    u.pathname = u.pathname.replace(/\/$/, "") + suffix;
+    return u.href;
+  }
+
+  // For tests and the curious: the Flow instance and the page's view of it;
+  // ready resolves to the data path once the server has said it.
+  window.flowgatePage = { flow: flow, entries: entries, chunkSize: chunkSize, api: resolve(api).href, dataPath: dataPath, ready: ready };
 })();

@@ -22,6 +22,12 @@ window.FLOWGATE_CONFIG = {
   // go up in many pieces.
   chunkSize: 4 * 1024 * 1024,
 
+  // Bytes per chunk when the server's data path is direct (chunks go
+  // straight into the bucket, not through API Gateway): any size S3 takes
+  // in one PUT, at least 5 MiB; empty uses the server's suggestion (8 MiB).
+  // Larger chunks mean fewer requests, which is what direct uploads cost.
+  directChunkSize: 0,
+
   // Extra request headers, e.g. { Authorization: "Bearer ..." } when the API
   // checks a token, or a function returning them (called for every request,
   // so it can hand out a fresh token). Sent with every chunk and status request.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,6 +26,7 @@ import (
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/localaws/awstest"
+	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -56,9 +58,13 @@ func TestEveryEventThroughRIE(t *testing.T) {
 	authorizerFn := start(t, Options{Function: "authorizer", Env: []string{
 		"FLOWGATE_JWT_SECRET=" + sampleSecret, "FLOWGATE_JWT_ISSUER=https://flowgate.local/", "FLOWGATE_JWT_AUDIENCE=flowgate"}})
 	consumerFn := start(t, Options{Function: "consumer"})
+	countFn := start(t, Options{Function: "count", Env: append(env, "FLOWGATE_DATA_PATH=direct")})
 
 	hello := upload.UploadKey("public", "12-hello.txt", 12, 1048576, 1)
 	two := upload.UploadKey("public", "20-two.bin", 20, 10, 2)
+	direct := upload.Info{Key: upload.UploadKey("public", "12-hello-direct.txt", 12, 1048576, 1), Namespace: "public",
+		Identifier: "12-hello-direct.txt", FileName: "hello-direct.txt", RelativePath: "hello-direct.txt",
+		TotalSize: 12, ChunkSize: 1048576, TotalChunks: 1}
 
 	// The upload samples, in the order a client sends them: each answer is
 	// a REST API proxy response with CORS headers.
@@ -116,6 +122,23 @@ func TestEveryEventThroughRIE(t *testing.T) {
 			}
 		}},
 
+		// DataPath direct: S3 reports the chunk a browser stored (the
+		// record begun and the chunk stored below, before the event): it
+		// is counted, which makes the one-chunk upload ready.
+		{"count-s3-object-created.json", countFn, func(t *testing.T, out []byte, err error) {
+			var rep struct{ Counted int }
+			if err == nil {
+				err = json.Unmarshal(out, &rep)
+			}
+			if err != nil || rep.Counted != 1 {
+				t.Fatalf("count: %s %v\n%s", out, err, countFn.Logs())
+			}
+			rec, err := (&dynamoledger.Ledger{Client: db, Table: table}).Get(ctx, direct.Key)
+			if err != nil || rec.State != upload.StateReady {
+				t.Fatalf("the counted upload: %+v %v", rec, err)
+			}
+		}},
+
 		// The completion event: logged; aws-lambda-go answers null for a
 		// handler that returns only an error.
 		{"consumer-upload-completed.json", consumerFn, func(t *testing.T, out []byte, err error) {
@@ -167,6 +190,27 @@ func TestEveryEventThroughRIE(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if c.file == "count-s3-object-created.json" {
+			// The upload the sample names: its record begun (its URLs
+			// asked for), its chunk stored by a browser with its checksum.
+			b, err := (&dynamoledger.Ledger{Client: db, Table: table}).Begin(ctx, direct, []int{1}, time.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			store := &s3store.Store{Client: s3c, Bucket: bucket}
+			if err := store.PutChunk(ctx, direct, b.Generation, 1, strings.NewReader("hello direct")); err != nil {
+				t.Fatal(err)
+			}
+			var ev events.S3Event
+			if err := json.Unmarshal(payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			ev.Records[0].S3.Bucket.Name = bucket
+			ev.Records[0].S3.Object.Key = store.ChunkKey(direct.Key, b.Generation, 1)
+			if payload, err = json.Marshal(ev); err != nil {
+				t.Fatal(err)
+			}
+		}
 		t.Run(c.file, func(t *testing.T) {
 			out, err := c.fn.Invoke(ctx, payload)
 			c.check(t, out, err)
@@ -191,7 +235,10 @@ func TestEveryEventThroughRIE(t *testing.T) {
 	if string(got) != "hello, world" {
 		t.Errorf("hello.txt assembled as %q", got)
 	}
-	if keys := awstest.Keys(t, s3c, bucket, "staging/"); len(keys) != 0 {
+	// (The direct upload is ready, its assembly left to the stream.)
+	if keys := slices.DeleteFunc(awstest.Keys(t, s3c, bucket, "staging/"), func(k string) bool {
+		return strings.HasPrefix(k, "staging/"+direct.Key+"/")
+	}); len(keys) != 0 {
 		t.Errorf("staged chunks left: %v", keys)
 	}
 	if logs := assembleFn.Logs(); strings.Count(logs, `"msg":"upload completed"`) != 1 || !strings.Contains(logs, hello) {

@@ -27,6 +27,12 @@
 //	FLOWGATE_KMS_KEY            KMS key (ARN, id or alias) that encrypts every object written (SSE-KMS);
 //	                            empty leaves the bucket's default encryption
 //	FLOWGATE_OBJECT_TAGS        tags of finished files, key=value,key2=value2
+//	FLOWGATE_DATA_PATH          proxy (chunks are POSTed to the API) or direct (clients PUT them
+//	                            into the bucket with URLs the API signs; see direct.go)
+//	FLOWGATE_DIRECT_URL_LIFE    direct: how long a chunk URL works (15m, at most 1h)
+//	FLOWGATE_DIRECT_ENDPOINT    direct: the S3 endpoint clients reach, if not the SDK's (make dev)
+//	FLOWGATE_COUNT_FAILURE_QUEUE  direct: the counting function's on-failure queue (URL), which
+//	                            the re-drive replays
 //
 // The AWS SDK reads its own settings (region, credentials, and endpoint
 // overrides such as AWS_ENDPOINT_URL_S3) from the environment as usual.
@@ -81,6 +87,11 @@ type Config struct {
 	Concurrency                   int
 	// How finished objects are written (see s3store.Store).
 	Layout, StorageClass, KMSKey, Tags string
+	// The data path and its settings (direct.go).
+	DataPath          string
+	DirectURLLife     time.Duration
+	DirectEndpoint    string
+	CountFailureQueue string
 }
 
 // MaxUploadAge is how long an upload may take from its first chunk to its
@@ -100,10 +111,15 @@ func MaxUploadAge(retention time.Duration) time.Duration {
 // and reports every problem at once.
 func Load(getenv func(string) string) (Config, error) {
 	e := config.NewEnv(getenv)
+	dataPath := e.String("FLOWGATE_DATA_PATH", DataPathProxy)
+	maxChunk := int64(LambdaMaxChunk)
+	if dataPath == DataPathDirect {
+		maxChunk = DirectMaxChunk
+	}
 	c := Config{
 		// Lambda caps a request near 6 MB, base64 included: that sets the
-		// default chunk limit here.
-		Common:           e.Common(LambdaMaxChunk),
+		// default chunk limit of the proxy data path.
+		Common:           e.Common(maxChunk),
 		Bucket:           e.String("FLOWGATE_BUCKET", ""),
 		Table:            e.String("FLOWGATE_TABLE", ""),
 		StagingPrefix:    e.String("FLOWGATE_STAGING_PREFIX", s3store.DefaultStagingPrefix),
@@ -119,7 +135,13 @@ func Load(getenv func(string) string) (Config, error) {
 		Layout:           e.String("FLOWGATE_FINISHED_LAYOUT", s3store.DefaultLayout),
 		StorageClass:     e.String("FLOWGATE_STORAGE_CLASS", ""),
 		KMSKey:           e.String("FLOWGATE_KMS_KEY", ""),
+
+		DataPath:          dataPath,
+		DirectURLLife:     e.Duration("FLOWGATE_DIRECT_URL_LIFE", httpapi.DefaultURLLife),
+		DirectEndpoint:    e.String("FLOWGATE_DIRECT_ENDPOINT", ""),
+		CountFailureQueue: e.String("FLOWGATE_COUNT_FAILURE_QUEUE", ""),
 	}
+	checkDirect(e, &c)
 	if err := s3store.CheckLayout(c.Layout); err != nil {
 		e.Fail("FLOWGATE_FINISHED_LAYOUT: %v", err)
 	}
@@ -199,6 +221,9 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 		Layout:      cfg.Layout, Disposition: cfg.Disposition, Tags: cfg.Tags,
 		StorageClass: s3types.StorageClass(cfg.StorageClass), KMSKey: cfg.KMSKey,
 	}
+	if cfg.DataPath == DataPathDirect {
+		store.Presign = presigner(cfg, awsCfg)
+	}
 	ledger := &dynamoledger.Ledger{
 		Client: db, Table: cfg.Table,
 		IdleTTL: cfg.IdleTTL, DoneTTL: cfg.RecordTTL,
@@ -219,7 +244,7 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 		Metrics: metrics.ForEnvironment(os.Getenv, os.Stdout),
 		// OnReady stays nil: the DynamoDB stream starts the assembler (on
 		// AWS, and emulated under `make dev`).
-		Service: &upload.Service{Store: store, Ledger: ledger},
+		Service: &upload.Service{Store: store, Ledger: ledger, Direct: cfg.DataPath == DataPathDirect},
 		S3:      s3c, DynamoDB: db, AWS: awsCfg,
 	}
 }
@@ -241,6 +266,9 @@ func (d *Deployment) Handler() http.Handler {
 		// would limit nothing.
 		Metrics: d.Metrics,
 	}
+	if d.Config.DataPath == DataPathDirect {
+		api.Direct = &httpapi.Direct{URLLife: d.Config.DirectURLLife}
+	}
 	// Guarded: the adapter hands over any path API Gateway sends, and
 	// every answer, a 404 or a panic's 500 too, carries CORS headers.
 	return api.Guarded()
@@ -257,6 +285,9 @@ func (d *Deployment) StreamHandler() *streamassemble.Handler {
 // set.
 func (d *Deployment) Redriver(owner string) *redrive.Redriver {
 	r := &redrive.Redriver{Ledger: d.Ledger, Pipeline: *d.Pipeline(""), Owner: owner, Log: d.Log}
+	if d.Config.DataPath == DataPathDirect {
+		r.Counting = d.Recounter()
+	}
 	if d.Config.FailureQueue != "" {
 		r.Failures = &redrive.Failures{
 			Queue: sqs.NewFromConfig(d.AWS), QueueURL: d.Config.FailureQueue,

@@ -117,6 +117,17 @@ type Options struct {
 	// Seed makes Shuffle, Duplicates and AbortFraction reproducible.
 	Seed uint64
 
+	// Direct sends the chunks the way the demo page does on the direct
+	// data path (direct.go): it asks the server for a URL per chunk
+	// (POST /upload/urls, DirectBatch chunks at a time, each with its
+	// CRC-64/NVME), then PUTs each chunk to its URL with the URL's headers;
+	// a chunk the answer says is present is tested first, the others are
+	// not (TestChunks then only applies to those). Method is ignored: a
+	// PUT's body is the chunk (octet).
+	Direct bool
+	// DirectBatch is how many chunks one URL request asks for (16 if 0).
+	DirectBatch int
+
 	// OnAck, if set, is called once per chunk, from the goroutine that sent it,
 	// when every request for the chunk has succeeded: posted is false when the
 	// test GET found the chunk already there. Calls may be concurrent.
@@ -221,6 +232,9 @@ func (c *Client) Upload(ctx context.Context, opts Options, src io.ReaderAt, size
 	}
 
 	u := &uploader{c: c, opts: opts, g: g, src: src, st: st}
+	if opts.Direct {
+		u.direct = newURLCache(plans, opts.DirectBatch)
+	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -304,15 +318,19 @@ func makePlans(g Geometry, opts Options) ([]chunkPlan, error) {
 }
 
 type uploader struct {
-	c    *Client
-	opts Options
-	g    Geometry
-	src  io.ReaderAt
-	st   *collector
+	c      *Client
+	opts   Options
+	g      Geometry
+	src    io.ReaderAt
+	st     *collector
+	direct *urlCache // Options.Direct only
 }
 
 // chunk does everything for one chunk: the test GET, then the POST(s).
 func (u *uploader) chunk(ctx context.Context, p chunkPlan) error {
+	if u.direct != nil {
+		return u.directChunk(ctx, p)
+	}
 	if u.opts.TestChunks {
 		present, err := u.test(ctx, p.n)
 		if err != nil {

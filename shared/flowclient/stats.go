@@ -9,7 +9,9 @@ import (
 // Stats is what an upload did on the wire.
 type Stats struct {
 	GETs  int // test GETs sent
-	POSTs int // chunk POSTs sent: retries, duplicates and injected aborts included
+	POSTs int // chunk POSTs (or, with Direct, PUTs) sent: retries, duplicates and injected aborts included
+	// URLRequests counts the requests for chunk URLs (Direct).
+	URLRequests int
 	// BytesSent counts the chunk bytes of POSTs that got a response
 	// (multipart framing and cut-off attempts left out).
 	BytesSent int64
@@ -54,6 +56,7 @@ func (s Stats) Percentile(p float64) time.Duration {
 func (s *Stats) Add(o Stats) {
 	s.GETs += o.GETs
 	s.POSTs += o.POSTs
+	s.URLRequests += o.URLRequests
 	s.BytesSent += o.BytesSent
 	s.Latencies = append(s.Latencies, o.Latencies...)
 	if s.Status == nil {
@@ -127,6 +130,13 @@ func (c *collector) code(code int) {
 		return
 	}
 	c.s.Status[code]++
+}
+
+func (c *collector) urlRequest(code int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.s.URLRequests++
+	c.code(code)
 }
 
 func (c *collector) retry() {

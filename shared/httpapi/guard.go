@@ -9,7 +9,7 @@ import (
 
 // Guarded is the API as a host mounts it that hands it every request, such
 // as the Lambda proxy adapter (which passes on whatever path API Gateway
-// sent). Requests for /upload and /upload/status go to h; any other path
+// sent). Requests for the API's paths go to h; any other path
 // gets a JSON 404, and a panic while serving a JSON 500 (unless the answer
 // had begun), both with the CORS headers of any other answer, so that a page
 // on another origin can read them rather than see a network error.
@@ -39,7 +39,7 @@ func (h *Handler) Guarded() http.Handler {
 			writeError(sw, http.StatusInternalServerError, "internal error")
 		}()
 		switch r.URL.Path {
-		case "/upload", "/upload/status":
+		case "/upload", "/upload/status", "/upload/config", "/upload/urls":
 			h.ServeHTTP(sw, r)
 		default:
 			if !h.CORS.apply(sw, r) {

@@ -4,7 +4,9 @@
 //	GET     /upload          test chunk: 200 present, 204 send it
 //	POST    /upload          a chunk, multipart/form-data or a raw body
 //	GET     /upload/status   where a file is: receiving ... complete
-//	OPTIONS both             CORS preflight
+//	GET     /upload/config   how chunks are taken: proxy (POST /upload) or direct (direct.go)
+//	POST    /upload/urls     the direct data path: URLs to store chunks with
+//	OPTIONS each             CORS preflight
 //
 // The same Handler serves the embedded server and, through the Lambda proxy
 // adapter, API Gateway. Which library sent a request is told by its field
@@ -79,6 +81,9 @@ type Handler struct {
 	// Allowed lists the types and extensions of files taken (empty: all);
 	// any other is refused with 415 at its first request.
 	Allowed upload.AllowList
+	// Direct, if set, is the direct data path (direct.go): clients store
+	// chunks in the store themselves, with URLs from POST /upload/urls.
+	Direct *Direct
 }
 
 // Metrics is what the handler reports (metrics.Metrics implements it).
@@ -213,6 +218,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.status(rw, r)
+	case "/upload/config":
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET, OPTIONS")
+			writeError(w, http.StatusMethodNotAllowed, "use GET")
+			return
+		}
+		h.serverConfig(rw, r)
+	case "/upload/urls":
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST, OPTIONS")
+			writeError(w, http.StatusMethodNotAllowed, "use POST")
+			return
+		}
+		h.urls(rw, r)
 	default:
 		writeError(w, http.StatusNotFound, "no such endpoint")
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	Log io.Writer
 	// StartTimeout bounds the wait for each server to answer; 0 means 60s.
 	StartTimeout time.Duration
+	// MinIOEnv is more of MinIO's environment ("KEY=value" each): its
+	// notification targets, its CORS origins.
+	MinIOEnv []string
 }
 
 // Servers are running MinIO and dynalite.
@@ -146,14 +149,14 @@ func Start(ctx context.Context, opt Options) (_ *Servers, err error) {
 		p, err := startProc(s.tmpDir, "minio", minio, []string{
 			"server", "--quiet", "--certs-dir", certs,
 			"--address", addr, "--console-address", console, s.DataDir,
-		}, []string{
+		}, append([]string{
 			"MINIO_ROOT_USER=" + AccessKey,
 			"MINIO_ROOT_PASSWORD=" + SecretKey,
 			"MINIO_BROWSER=off",
 			"MINIO_UPDATE=off",
 			"MINIO_CI_CD=1",
 			"MINIO_KMS_SECRET_KEY=" + KMSKeyID + ":" + kmsKey,
-		})
+		}, opt.MinIOEnv...))
 		if err != nil {
 			return nil, err
 		}

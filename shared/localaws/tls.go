@@ -81,3 +81,15 @@ func tlsClient(crt string) (*http.Client, error) {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 	}, nil
 }
+
+// HTTPClient is a client that trusts MinIO's certificate (and nothing
+// else), for requests made without the SDK: a browser's PUT with a
+// presigned URL, say.
+func (s *Servers) HTTPClient() (*http.Client, error) {
+	c, err := tlsClient(s.CABundle)
+	if err != nil {
+		return nil, err
+	}
+	c.Timeout = time.Minute
+	return c, nil
+}

@@ -146,6 +146,8 @@ func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/upload", api)
 	mux.Handle("/upload/status", api)
+	mux.Handle("/upload/config", api) // says the data path is proxy, for a page made for both
+	mux.Handle("/upload/urls", api)   // refused: no direct data path here
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"ok":true}` + "\n"))

@@ -76,6 +76,17 @@ func (d Dialect) name(f field) string {
 	return d.Prefix + n
 }
 
+// Names lists the names of the dialect's fields.
+func (d Dialect) Names() []string {
+	var out []string
+	for f := field(0); f < nFields; f++ {
+		if n := d.name(f); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // CurrentChunkSizeField is the name of the field that declares the chunk's
 // size, for messages about a body that disagrees with it.
 func (d Dialect) CurrentChunkSizeField() string { return d.name(fCurrentChunkSize) }

@@ -15,7 +15,12 @@
 //     covers every upload still owed work;
 //  2. runs the assembly pipeline for every upload that is owed work and due
 //     (package dynamoledger's index of owed uploads: ready for a quarter of
-//     an hour, or assembling past its claim), as the assembler would.
+//     an hour, or assembling past its claim), as the assembler would;
+//  3. on the direct data path (Counting, package s3count), where clients
+//     store chunks themselves and S3's notifications start the counting:
+//     replays the notifications the counting function gave up, and counts
+//     the chunks stored but never counted of every upload whose URLs have
+//     run out (a notification S3 never sent).
 //
 // Both are safe to run at any time beside the stream: the pipeline claims an
 // upload before working on it, and every step is idempotent. With the
@@ -49,6 +54,18 @@ type Overdue interface {
 	Overdue(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
+// Counting is the direct data path's part of a run (package s3count).
+type Counting interface {
+	Recount(ctx context.Context, now time.Time) (CountingReport, error)
+}
+
+// CountingReport is what Counting did.
+type CountingReport struct {
+	Replayed  int `json:"countReplayed"` // notifications the counting function gave up, handled again
+	Checked   int `json:"checked"`       // uploads whose stored chunks were listed
+	Recounted int `json:"recounted"`     // chunks counted that no notification had counted
+}
+
 // Redriver re-drives what the stream did not bring to an assembler.
 type Redriver struct {
 	Ledger Overdue
@@ -58,6 +75,8 @@ type Redriver struct {
 	Owner string
 	// Failures, if set, is the queue of batches the stream gave up.
 	Failures *Failures
+	// Counting, if set, is the direct data path's part of the run.
+	Counting Counting
 	// Limit is how many owed uploads one run takes on; Concurrency how many
 	// it assembles at once; Reserve as DefaultReserve.
 	Limit, Concurrency int
@@ -74,6 +93,7 @@ type Report struct {
 	Driven    int `json:"driven"`    // pipeline runs that ended without an error
 	Failed    int `json:"failed"`    // pipeline runs that ended with one (tried again later)
 	Postponed int `json:"postponed"` // due uploads left for the next run (time ran short)
+	CountingReport
 }
 
 // Run replays the failure queue, then drives every due upload it has time
@@ -86,6 +106,16 @@ func (r *Redriver) Run(ctx context.Context) (Report, error) {
 		rep.Replayed, rep.Dropped = replayed, dropped
 		if err != nil {
 			return rep, fmt.Errorf("redrive: replay the failure queue: %w", err)
+		}
+	}
+	if r.Counting != nil {
+		// First: a chunk counted here may make an upload ready, which the
+		// stream then brings to the assembler.
+		cr, err := r.Counting.Recount(ctx, r.now())
+		rep.CountingReport = cr
+		if err != nil {
+			// Counted and reported; the uploads stay due for the next run.
+			r.log().Warn("re-drive: counting stored chunks failed in part", "err", err)
 		}
 	}
 	keys, err := r.Ledger.Overdue(ctx, r.now(), orDefault(r.Limit, DefaultLimit))

@@ -122,6 +122,11 @@ type Store struct {
 	StorageClass types.StorageClass
 	KMSKey       string
 
+	// Presign signs the URLs clients of the direct data path store chunks
+	// with (direct.go); nil when the deployment's data path is proxy. Its
+	// endpoint is the one clients reach, which may differ from Client's.
+	Presign Presigner
+
 	// copyNoChecksum is set once the server refused to copy a part into a
 	// multipart upload that has a checksum algorithm (MinIO does; AWS
 	// computes the part's checksum): parts are streamed from then on.

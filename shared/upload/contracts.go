@@ -345,3 +345,107 @@ type InputError struct {
 }
 
 func (e *InputError) Error() string { return e.Msg }
+
+// The direct data path.
+//
+// In a deployment whose data path is "direct", clients do not send chunk
+// bytes through the API: they ask it for a URL per chunk, signed by the
+// server for exactly one chunk object of the upload's current generation,
+// and write the chunk to the store with it. The store reports each object
+// created (S3's event notifications), and the server counts it then, in the
+// same ledger. Since the generation must be known before the first byte is
+// sent, the record is created when the first URL is asked for (Beginner),
+// and since a report may come late or never, the server can look at what
+// the store holds (DirectStore) when a client tests a chunk, and a re-drive
+// counts what was stored but never reported.
+
+// StoredChunk is a chunk object as the store holds it.
+type StoredChunk struct {
+	N    int
+	Size int64
+	// CRC64NVME is the checksum the store keeps with the chunk (8 bytes
+	// big-endian, base64), "" when it keeps none.
+	CRC64NVME string
+}
+
+// DirectStore is an optional ChunkStore capability for the direct data
+// path: letting a client store a chunk, and seeing what clients stored.
+// Like every ChunkStore method, these touch only the generation they are
+// given.
+type DirectStore interface {
+	// SignChunk returns a URL with which a client can store chunk n of
+	// generation gen of the upload, and nothing else, for life: exactly
+	// that chunk's size, with the CRC-64/NVME crc64 (8 bytes big-endian,
+	// base64), once. The client appends fields to the URL's query itself
+	// (the upload library's own fields), which the URL must accept.
+	SignChunk(ctx context.Context, info Info, gen string, n int, fields []Field, crc64 string, life time.Duration) (ChunkURL, error)
+	// StatChunk tells what is stored as chunk n of generation gen of the
+	// upload, or ErrNotFound.
+	StatChunk(ctx context.Context, key, gen string, n int) (StoredChunk, error)
+	// ListChunks lists what is stored for generation gen of the upload, in
+	// chunk order (without checksums).
+	ListChunks(ctx context.Context, key, gen string) ([]StoredChunk, error)
+	// RemoveChunk deletes chunk n of generation gen of the upload, and
+	// nothing else. It is idempotent.
+	RemoveChunk(ctx context.Context, key, gen string, n int) error
+}
+
+// Field is one query parameter of a URL.
+type Field struct{ Name, Value string }
+
+// ChunkURL is where and how a client stores one chunk itself.
+type ChunkURL struct {
+	// URL is where to send the chunk, without the fields the client
+	// appends.
+	URL string
+	// Method is the HTTP method (PUT).
+	Method string
+	// Headers must be sent with the request, with these values.
+	Headers map[string]string
+	// Expires is when the URL stops working.
+	Expires time.Time
+}
+
+// Begun is what Beginner.Begin tells of an upload.
+type Begun struct {
+	// State is receiving, or the state of an upload past receiving (whose
+	// chunks all count as present).
+	State State
+	// Generation is the live record's: where every chunk is to be stored.
+	Generation string
+	// Created: Begin created the record (the upload is new, or its
+	// record had died: Replaced); otherwise the client is carrying on, or
+	// resuming, an upload some of whose chunks may be stored already.
+	Created bool
+	// Replaced is the dead generation whose record the new one replaced,
+	// if Begin created the record in place of one.
+	Replaced string
+	// Counted lists, of the chunks Begin was asked about, those counted.
+	Counted []int
+}
+
+// Beginner is an optional Ledger capability for the direct data path.
+type Beginner interface {
+	// Begin makes sure the upload has a live receiving record, creating it
+	// as Count creates one for a first chunk (the identifier claimed, a
+	// dead record replaced: ErrConflict as Count), and that the record
+	// stays live for most of its idle expiry from now, so that chunks
+	// stored within a URL's lifetime find it live when they are counted.
+	// It also makes the upload due for a check of its stored chunks
+	// (CheckDue) at checkAt, unless another Begin pushes that later. An
+	// upload past receiving is reported as it is, unchanged.
+	Begin(ctx context.Context, info Info, chunks []int, checkAt time.Time) (Begun, error)
+	// Peek returns the record as it is stored, without reading its chunk
+	// counts (Received is 0), or ErrNotFound.
+	Peek(ctx context.Context, key string) (Record, error)
+	// CheckDue lists, oldest first, at most limit receiving uploads whose
+	// check of stored chunks is due at now.
+	CheckDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// Counted returns the record, the chunks counted in it, and whether it
+	// is live (see Ledger.Lookup), or ErrNotFound.
+	Counted(ctx context.Context, key string) (rec Record, counted []int, live bool, err error)
+	// Checked records a check of generation gen's stored chunks: the next
+	// one is due at next, or none is if next is zero. It changes nothing
+	// once the record has moved on (another generation, or past receiving).
+	Checked(ctx context.Context, key, gen string, next time.Time) error
+}

@@ -22,6 +22,11 @@ type Service struct {
 	// ready. The embedded server queues it for its workers; on AWS it is nil
 	// because the DynamoDB stream does the telling.
 	OnReady func(key string)
+	// Direct: clients store chunks themselves (the direct data path, see
+	// direct.go), so a chunk the ledger has not counted may be in the
+	// store all the same: the test GET looks there before it says "send
+	// it", and counts what it finds.
+	Direct bool
 
 	locks keyedLocks
 }
@@ -51,7 +56,11 @@ func (s *Service) Test(ctx context.Context, info Info, n int) (bool, error) {
 	if err != nil {
 		return false, ledgerErr(err)
 	}
-	return slot.Counted || slot.State.PastReceiving(), nil
+	present := slot.Counted || slot.State.PastReceiving()
+	if !present && s.Direct && !slot.New {
+		return s.testStored(ctx, info, slot, n)
+	}
+	return present, nil
 }
 
 // Put takes chunk n of an upload: it stores the bytes, checks the request,

@@ -186,9 +186,9 @@ export async function startServer({ dataDir, port, env = {} } = {}) {
  * finished objects back: s3 { endpoint, bucket, accessKey, secretKey, ca }.
  * MinIO is built on first use (about 4 minutes; `make deps` does it ahead).
  */
-export async function startDevServer() {
+export async function startDevServer(env = {}) {
   const bin = await build("./internal/devstack/cmd/flowgate-dev", "flowgate-dev");
-  const [port, minio, dynalite, dynamodb] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [port, minio, dynalite, dynamodb, door] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const svc = await spawnService({
     what: "flowgate-dev", bin, port, readyMs: 360_000,
     env: {
@@ -196,9 +196,12 @@ export async function startDevServer() {
       FLOWGATE_MINIO_ADDR: `127.0.0.1:${minio}`,
       FLOWGATE_DYNALITE_ADDR: `127.0.0.1:${dynalite}`,
       FLOWGATE_DEV_DYNAMODB_ADDR: `127.0.0.1:${dynamodb}`,
+      FLOWGATE_DEV_S3_DOOR_ADDR: `127.0.0.1:${door}`,
       FLOWGATE_WEB_DIR: webDir,
+      ...env,
     },
   });
+  svc.door = `http://127.0.0.1:${door}`;
   const out = svc.logs.join("\n");
   const s3 = /S3 \(MinIO\)\s+(\S+)\s+bucket (\S+)\s+access key (\S+)\s+secret key (\S+)/.exec(out);
   const ca = /CA bundle\s+(\S+)/.exec(out);

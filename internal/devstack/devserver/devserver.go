@@ -21,9 +21,17 @@
 //   - The re-drive function runs every FLOWGATE_DEV_REDRIVE_INTERVAL (1m;
 //     the template says 5 minutes) with that queue as its
 //     FLOWGATE_FAILURE_QUEUE.
-//   - The page is served from FLOWGATE_WEB_DIR (./web), the API at /upload
-//     and /upload/status on FLOWGATE_ADDR (127.0.0.1:8080); GET
-//     /devstack/stats tells what each part did (JSON).
+//   - With FLOWGATE_DATA_PATH=direct, browsers PUT chunks into MinIO with
+//     URLs the upload function signs, through a plain-HTTP door to it on
+//     FLOWGATE_DEV_S3_DOOR_ADDR (127.0.0.1:9001); MinIO's notifications of
+//     those objects (its webhook target, with a queue directory: at least
+//     once) are turned into S3's and delivered to the counting function's
+//     instances as Lambda's asynchronous invocations (two retries, then an
+//     SQS queue the re-drive replays); FLOWGATE_DEV_DROP_NOTIFICATIONS drops
+//     a share of them, as if S3 had never sent them (package s3notify).
+//   - The page is served from FLOWGATE_WEB_DIR (./web), the API at /upload,
+//     /upload/status, /upload/config and /upload/urls on FLOWGATE_ADDR
+//     (127.0.0.1:8080); GET /devstack/stats tells what each part did (JSON).
 //
 // Every other FLOWGATE_* variable configures the functions as on AWS;
 // FLOWGATE_BUCKET and FLOWGATE_TABLE default to flowgate-dev. Everything
@@ -86,6 +94,11 @@ Ctrl-C stops the server, the functions, MinIO and dynalite.
 `, ln.Addr(), settings.Instances, stack.Servers.S3Endpoint, stack.Config.Bucket, localaws.AccessKey, localaws.SecretKey,
 		stack.Platform.DynamoDBEndpoint, stack.Config.Table, settings.TTLDelay,
 		settings.Assemblers, stack.FailureQueueURL, settings.RedriveInterval, stack.Servers.CABundle)
+	if door := stack.DoorURL(); door != "" {
+		fmt.Fprintf(out, `data path    direct: browsers PUT chunks into MinIO through %s (plain HTTP); MinIO's notifications
+             start %d counting function instances (dropped on purpose: %g)
+`, door, countInstances, settings.DropNotifications)
+	}
 
 	srv := &http.Server{Handler: stack.Mux(settings.WebDir), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -113,6 +126,8 @@ func (s *Stack) Mux(webDir string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/upload", s.API)
 	mux.Handle("/upload/status", s.API)
+	mux.Handle("/upload/config", s.API)
+	mux.Handle("/upload/urls", s.API)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"ok":true}`+"\n")

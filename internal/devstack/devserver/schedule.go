@@ -64,6 +64,9 @@ func (s *Stack) redriveOnce(ctx context.Context, now time.Time) (redrive.Report,
 	s.redrove.Driven += rep.Driven
 	s.redrove.Failed += rep.Failed
 	s.redrove.Postponed += rep.Postponed
+	s.redrove.CountingReport.Replayed += rep.CountingReport.Replayed
+	s.redrove.Checked += rep.Checked
+	s.redrove.Recounted += rep.Recounted
 	return rep, nil
 }
 

@@ -46,6 +46,18 @@ type Settings struct {
 	// (FLOWGATE_DEV_STREAM_RETENTION; 24h as on AWS). The records are held
 	// in memory: a long, busy session may want less.
 	StreamRetention time.Duration
+	// DoorAddr is where browsers reach MinIO over plain HTTP on the direct
+	// data path (FLOWGATE_DEV_S3_DOOR_ADDR; see s3notify.Door). Empty picks
+	// a free port.
+	DoorAddr string
+	// DropNotifications is the chance that a notification of a stored
+	// chunk is dropped, as if S3 had never sent it
+	// (FLOWGATE_DEV_DROP_NOTIFICATIONS, 0 to 1; direct data path).
+	DropNotifications float64
+	// NotifyRetryDelays are the waits before the two retries of a failed
+	// counting invocation (Lambda's: about one and two minutes); tests
+	// shorten them.
+	NotifyRetryDelays []time.Duration
 }
 
 // Defaults of the dev stack's settings.
@@ -75,6 +87,14 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 		RedriveInterval: e.Duration("FLOWGATE_DEV_REDRIVE_INTERVAL", DefaultRedriveInterval),
 		Duplicates:      DefaultDuplicates,
 		StreamRetention: e.Duration("FLOWGATE_DEV_STREAM_RETENTION", 24*time.Hour),
+		DoorAddr:        e.String("FLOWGATE_DEV_S3_DOOR_ADDR", "127.0.0.1:9001"),
+	}
+	if v := strings.TrimSpace(getenv("FLOWGATE_DEV_DROP_NOTIFICATIONS")); v != "" {
+		p, err := strconv.ParseFloat(v, 64)
+		if err != nil || p < 0 || p > 1 {
+			e.Fail("FLOWGATE_DEV_DROP_NOTIFICATIONS: %q is not a probability from 0 to 1", v)
+		}
+		s.DropNotifications = p
 	}
 	if v := strings.TrimSpace(getenv("FLOWGATE_DEV_DUPLICATES")); v != "" {
 		p, err := strconv.ParseFloat(v, 64)
@@ -100,7 +120,7 @@ func LoadSettings(getenv func(string) string) (Settings, error) {
 	}
 	for _, a := range []struct{ name, addr string }{
 		{"FLOWGATE_ADDR", s.Addr}, {"FLOWGATE_MINIO_ADDR", s.MinIOAddr}, {"FLOWGATE_DYNALITE_ADDR", s.DynaliteAddr},
-		{"FLOWGATE_DEV_DYNAMODB_ADDR", s.DynamoDBAddr},
+		{"FLOWGATE_DEV_DYNAMODB_ADDR", s.DynamoDBAddr}, {"FLOWGATE_DEV_S3_DOOR_ADDR", s.DoorAddr},
 	} {
 		if err := loopback(a.addr); err != nil {
 			e.Fail("%s: %v", a.name, err)

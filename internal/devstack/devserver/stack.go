@@ -23,6 +23,7 @@ import (
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
+	"github.com/flowgate/flowgate/internal/devstack/s3notify"
 	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
@@ -42,6 +43,7 @@ var functions = map[string]struct {
 	"upload":   {512, 29 * time.Second},
 	"assemble": {1024, 900 * time.Second},
 	"redrive":  {1024, 900 * time.Second},
+	"count":    {128, 30 * time.Second},
 }
 
 // Options start a Stack.
@@ -68,6 +70,16 @@ type Options struct {
 	// to make the stream give up quickly, or the assembler fail.
 	Mapping  func(*esm.Options)
 	Assemble func(esm.Function) esm.Function
+	// Count, if set, wraps the counting function's invocations (direct
+	// data path): tests make it fail.
+	Count func(esm.Function) esm.Function
+	// DropNotification, if set, drops the notification of an object key
+	// when it says so, as if S3 had never sent it (direct data path).
+	DropNotification func(key string) bool
+	// Notifications, with Servers and FLOWGATE_DATA_PATH=direct, is the
+	// Receiver those servers' MinIO posts to (NotificationServers); the
+	// stack delivers its events, and stops it.
+	Notifications *s3notify.Receiver
 }
 
 // Stack is make dev's serverless deployment, running.
@@ -87,6 +99,8 @@ type Stack struct {
 	settings                  Settings
 	ownServers                bool
 	upload, assemble, redrive *pool
+	count                     *pool   // direct data path only
+	direct                    *direct // direct data path only
 	mappings                  []*esm.Mapping
 	log                       *slog.Logger
 	cancel                    context.CancelFunc
@@ -111,12 +125,25 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
+	vars := functionSettings(opt.Environ)
+	delete(vars, "FLOWGATE_FAILURE_QUEUE")       // the stack's own queue, for the re-drive
+	delete(vars, "FLOWGATE_COUNT_FAILURE_QUEUE") // the same
+	minioEnv, err := s.prepareDirect(opt, vars)
+	if err != nil {
+		return nil, err
+	}
 	if s.Servers == nil {
 		s.ownServers = true
 		s.Servers, err = localaws.Start(ctx, localaws.Options{
 			MinIOAddr: opt.Settings.MinIOAddr, DynaliteAddr: opt.Settings.DynaliteAddr, Log: opt.Output,
+			MinIOEnv: minioEnv,
 		})
 		if err != nil {
+			return nil, err
+		}
+	}
+	if s.direct != nil {
+		if err := s.openDoor(opt.Settings.DoorAddr, vars); err != nil {
 			return nil, err
 		}
 	}
@@ -128,8 +155,6 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
-	vars := functionSettings(opt.Environ)
-	delete(vars, "FLOWGATE_FAILURE_QUEUE") // the stack's own queue, for the re-drive
 	if s.Config, err = awsdeploy.Load(func(k string) string { return vars[k] }); err != nil {
 		return nil, err
 	}
@@ -138,6 +163,13 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 	}
 	if s.FailureQueueURL, _, err = s.Platform.SQS.CreateQueue(FailureQueueName); err != nil {
 		return nil, err
+	}
+	redriveEnv := map[string]string{"FLOWGATE_ASSEMBLY_LEASE": "900s", "FLOWGATE_FAILURE_QUEUE": s.FailureQueueURL}
+	if s.direct != nil {
+		if s.direct.queueURL, _, err = s.Platform.SQS.CreateQueue(CountFailureQueueName); err != nil {
+			return nil, err
+		}
+		redriveEnv["FLOWGATE_COUNT_FAILURE_QUEUE"] = s.direct.queueURL
 	}
 
 	// Each function sees the servers' endpoints, the credentials and its
@@ -149,7 +181,7 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 			m[k] = v
 		}
 		for k, v := range extra {
-			if _, set := m[k]; !set || k == "FLOWGATE_FAILURE_QUEUE" {
+			if _, set := m[k]; !set || k == "FLOWGATE_FAILURE_QUEUE" || k == "FLOWGATE_COUNT_FAILURE_QUEUE" {
 				m[k] = v
 			}
 		}
@@ -175,10 +207,13 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 	if s.assemble, err = start("assemble", opt.Settings.Assemblers, lease); err != nil {
 		return nil, err
 	}
-	if s.redrive, err = start("redrive", 1, map[string]string{
-		"FLOWGATE_ASSEMBLY_LEASE": "900s", "FLOWGATE_FAILURE_QUEUE": s.FailureQueueURL,
-	}); err != nil {
+	if s.redrive, err = start("redrive", 1, redriveEnv); err != nil {
 		return nil, err
+	}
+	if s.direct != nil {
+		if err := s.startDirect(opt, start); err != nil {
+			return nil, err
+		}
 	}
 
 	template := opt.Template
@@ -245,6 +280,11 @@ func (s *Stack) createResources(ctx context.Context) error {
 	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
 		return fmt.Errorf("devserver: create bucket %s: %w", s.Config.Bucket, err)
 	}
+	if s.direct != nil {
+		if err := s3notify.Configure(ctx, s3c, s.Config.Bucket, s.Config.StagingPrefix); err != nil {
+			return err
+		}
+	}
 	return dynamoledger.CreateTable(ctx, s.Platform.DynamoDB(), s.Config.Table)
 }
 
@@ -258,8 +298,9 @@ func (s *Stack) Stop() {
 		s.cancel()
 	}
 	s.wg.Wait()
+	s.stopDirect()
 	var wg sync.WaitGroup
-	for _, p := range []*pool{s.upload, s.assemble, s.redrive} {
+	for _, p := range []*pool{s.upload, s.assemble, s.redrive, s.count} {
 		if p != nil {
 			wg.Go(p.stop)
 		}
@@ -275,17 +316,24 @@ func (s *Stack) Stop() {
 
 // Stats is what the stack did so far.
 type Stats struct {
-	Upload   PoolStats    `json:"upload"`
-	Assemble PoolStats    `json:"assemble"`
-	Redrive  PoolStats    `json:"redrive"`
-	Mapping  esm.Stats    `json:"mapping"`
-	Redrives RedriveStats `json:"redrives"`
+	Upload   PoolStats `json:"upload"`
+	Assemble PoolStats `json:"assemble"`
+	Redrive  PoolStats `json:"redrive"`
+	// Count and Notifications: the direct data path only.
+	Count         *PoolStats      `json:"count,omitempty"`
+	Notifications *s3notify.Stats `json:"notifications,omitempty"`
+	Mapping       esm.Stats       `json:"mapping"`
+	Redrives      RedriveStats    `json:"redrives"`
 }
 
 // Stats counts the invocations of each function, what the event source
 // mapping did and what the re-drive runs reported.
 func (s *Stack) Stats() Stats {
 	st := Stats{Upload: s.upload.stats(), Assemble: s.assemble.stats(), Redrive: s.redrive.stats()}
+	if s.count != nil {
+		cs, ns := s.count.stats(), s.direct.notify.Stats()
+		st.Count, st.Notifications = &cs, &ns
+	}
 	for _, m := range s.mappings {
 		ms := m.Stats()
 		st.Mapping.Read += ms.Read

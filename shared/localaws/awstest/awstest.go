@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -124,4 +125,15 @@ func (c *Clock) Advance(d time.Duration) {
 // Slug makes a test name usable in identifiers.
 func Slug(s string) string {
 	return strings.NewReplacer("/", "-", " ", "-").Replace(s)
+}
+
+// HTTP returns a plain HTTP client that trusts the local MinIO's
+// certificate.
+func HTTP(t testing.TB) *http.Client {
+	t.Helper()
+	c, err := localaws.Current().HTTPClient()
+	if err != nil {
+		t.Fatalf("awstest: %v", err)
+	}
+	return c
 }
