@@ -40,7 +40,7 @@ var functions = map[string]struct {
 	memoryMB int
 	timeout  time.Duration
 }{
-	"upload":   {512, 29 * time.Second},
+	"upload":   {1024, 29 * time.Second},
 	"assemble": {1024, 900 * time.Second},
 	"redrive":  {1024, 900 * time.Second},
 	"count":    {128, 30 * time.Second},
