@@ -18,8 +18,8 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/ledgertest"
+	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
-	"github.com/flowgate/flowgate/shared/localaws/awstest"
 	"github.com/flowgate/flowgate/shared/publish"
 	"github.com/flowgate/flowgate/shared/upload"
 )

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/ledgertest"
+	"github.com/flowgate/flowgate/internal/testkit/awstest"
+	"github.com/flowgate/flowgate/internal/testkit/faults"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localaws"
-	"github.com/flowgate/flowgate/shared/localaws/awstest"
-	"github.com/flowgate/flowgate/shared/localaws/faults"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/devstack/platform"
+	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/localaws"
-	"github.com/flowgate/flowgate/shared/localaws/awstest"
 )
 
 var (

@@ -14,7 +14,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
-	"github.com/flowgate/flowgate/shared/localaws/awstest"
+	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/redrive"
 	"github.com/flowgate/flowgate/shared/upload"
 )

@@ -13,9 +13,9 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/lambdarie"
+	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/flowclient"
 	"github.com/flowgate/flowgate/shared/localaws"
-	"github.com/flowgate/flowgate/shared/localaws/awstest"
 )
 
 func TestMain(m *testing.M) {

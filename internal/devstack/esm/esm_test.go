@@ -21,8 +21,8 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
+	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/localaws"
-	"github.com/flowgate/flowgate/shared/localaws/awstest"
 )
 
 // The mapping reads a real stream: the platform's DynamoDB front on a real
