@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/shared/flowclient"
-	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

@@ -18,7 +18,7 @@ func TestFunctionsLinkNoDevTooling(t *testing.T) {
 	}
 	const mod = "github.com/flowgate/flowgate/"
 	for _, p := range strings.Fields(string(out)) {
-		if strings.HasPrefix(p, mod+"internal/") || strings.HasPrefix(p, mod+"shared/localaws") || strings.HasPrefix(p, mod+"test/") {
+		if strings.HasPrefix(p, mod+"internal/") || strings.HasPrefix(p, mod+"test/") {
 			t.Errorf("a function links %s", p)
 		}
 	}

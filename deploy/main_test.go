@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/flowgate/flowgate/shared/localaws"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 )
 
 // The stream filter is checked on records the real ledger writes to a real

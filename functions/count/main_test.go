@@ -10,9 +10,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
-	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/shared/upload"
 )

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/flowgate/flowgate/shared/localaws"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 )
 
 // BuildFlags are the Makefile's release flags for a Lambda function

@@ -23,9 +23,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
-	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/shared/upload"
 )

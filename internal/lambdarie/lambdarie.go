@@ -42,7 +42,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/localaws"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 )
 
 // Options says which function to run and with what environment.

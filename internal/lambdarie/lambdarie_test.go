@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/localaws"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 )
 
 // childRole makes the test binary, run again by TestDiesWithItsStarter,

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/internal/testkit/faults"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
-	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

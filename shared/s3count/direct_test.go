@@ -22,11 +22,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/sqslocal"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/checksum"
-	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/s3count"
 	"github.com/flowgate/flowgate/shared/upload"
 )

@@ -12,9 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/checksum"
-	"github.com/flowgate/flowgate/shared/localaws"
 )
 
 // What the pinned MinIO does with checksums, which the store relies on (or

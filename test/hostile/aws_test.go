@@ -21,9 +21,9 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/internal/devstack/devserver"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
-	"github.com/flowgate/flowgate/shared/localaws"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

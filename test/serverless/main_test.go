@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
-	"github.com/flowgate/flowgate/shared/localaws"
 )
 
 var (

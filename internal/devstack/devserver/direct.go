@@ -14,9 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/s3notify"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
-	"github.com/flowgate/flowgate/shared/localaws"
 )
 
 // The direct data path in make dev (FLOWGATE_DATA_PATH=direct): the

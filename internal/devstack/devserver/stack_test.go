@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/flowclient"
-	"github.com/flowgate/flowgate/shared/localaws"
 )
 
 func TestMain(m *testing.M) {

@@ -20,9 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
-	"github.com/flowgate/flowgate/shared/localaws"
 )
 
 // The mapping reads a real stream: the platform's DynamoDB front on a real

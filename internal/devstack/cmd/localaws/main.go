@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/localaws"
+	"github.com/flowgate/flowgate/internal/devstack/localaws"
 )
 
 func main() {
