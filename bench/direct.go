@@ -27,10 +27,10 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/s3notify"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/checksum"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
-	"github.com/flowgate/flowgate/shared/flowclient"
 	"github.com/flowgate/flowgate/shared/publish"
 	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/shared/upload"

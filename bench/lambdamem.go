@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/flowgate/flowgate/internal/lambdarie"
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 // Lambda gives a function CPU in proportion to its MemorySize: 1,769 MB

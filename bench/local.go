@@ -12,7 +12,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

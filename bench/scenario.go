@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 // Paths a scenario runs on.

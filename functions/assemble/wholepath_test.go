@@ -16,8 +16,8 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
-	"github.com/flowgate/flowgate/shared/flowclient"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 const e2eSecret = "an HS256 secret of 32 bytes or more for e2e"

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 // TestNamespacesNeverMix: alice and bob upload different files that flow.js

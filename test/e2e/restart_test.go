@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 // TestResumeAfterRestart stops the server in the middle of an upload, with

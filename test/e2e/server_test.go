@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 // binary is the server built once for the whole suite; repoRoot holds web/.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 // TestUploadUnderFaults sends six files of awkward sizes at once, in both

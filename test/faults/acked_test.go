@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/test/internal/testproc"
 )
 

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/httpapi"
 	"github.com/flowgate/flowgate/shared/upload"
 	"github.com/flowgate/flowgate/test/internal/testproc"

@@ -21,9 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/boltledger"
 	"github.com/flowgate/flowgate/shared/dirstore"
-	"github.com/flowgate/flowgate/shared/flowclient"
 	"github.com/flowgate/flowgate/shared/httpapi"
 	"github.com/flowgate/flowgate/shared/localserver"
 	"github.com/flowgate/flowgate/shared/protocol"

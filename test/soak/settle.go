@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/test/internal/testproc"
 )
 

@@ -24,7 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/s3store"
 	"github.com/flowgate/flowgate/test/internal/testproc"
 )

@@ -13,7 +13,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
-	"github.com/flowgate/flowgate/shared/flowclient"
+	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
 func TestMain(m *testing.M) {
