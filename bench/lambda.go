@@ -17,7 +17,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/flowgate/flowgate/internal/lambdarie"
+	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 

@@ -11,8 +11,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
-	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/test/internal/testproc"
 )
 

@@ -8,7 +8,7 @@
 //
 // The function is anything that takes a raw JSON event and gives back a raw
 // JSON answer (Invoke): make dev's instances of the real bootstrap under the
-// Lambda Runtime Interface Emulator (internal/lambdarie); or, for unit
+// Lambda Runtime Interface Emulator (internal/devstack/lambdarie); or, for unit
 // tests, a handler in this process handed the event as a Go value
 // (APIGateway, Gateway.Handler).
 package apigw

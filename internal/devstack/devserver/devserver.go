@@ -50,8 +50,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
-	"github.com/flowgate/flowgate/internal/lambdarie"
 )
 
 // Run serves until ctx is done. Startup information (endpoints, bucket,

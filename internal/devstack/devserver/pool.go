@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/lambdarie"
+	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 )
 
 // pool is one function's instances, each its bootstrap under its own RIE

@@ -22,10 +22,10 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/apigw"
 	"github.com/flowgate/flowgate/internal/devstack/esm"
+	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
 	"github.com/flowgate/flowgate/internal/devstack/s3notify"
-	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/s3store"

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
+	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
-	"github.com/flowgate/flowgate/internal/lambdarie"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )

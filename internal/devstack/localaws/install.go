@@ -2,7 +2,7 @@
 // services flowgate uses: MinIO for S3 and dynalite for DynamoDB. Tests start
 // them from TestMain (see RunTests), `make dev` starts them on fixed ports
 // (see Start), and both stop them when done. It also installs the AWS Lambda
-// Runtime Interface Emulator (EnsureRIE), which internal/lambdarie runs.
+// Runtime Interface Emulator (EnsureRIE), which internal/devstack/lambdarie runs.
 //
 // The servers are installed once, at pinned versions, into a cache outside
 // the checkout (${XDG_CACHE_HOME:-$HOME/.cache}/flowgate), so a fresh clone or
