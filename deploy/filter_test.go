@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/flowgate/flowgate/internal/devstack/esm"
-	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
+	"github.com/flowgate/flowgate/internal/testkit/ledgertest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/publish"
 	"github.com/flowgate/flowgate/shared/upload"

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/ledgertest"
+	"github.com/flowgate/flowgate/internal/testkit/ledgertest"
 	"github.com/flowgate/flowgate/shared/upload"
 	bolt "go.etcd.io/bbolt"
 )

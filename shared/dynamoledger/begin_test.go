@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/ledgertest"
+	"github.com/flowgate/flowgate/internal/testkit/ledgertest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/upload"
 )

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
-	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/internal/testkit/faults"
+	"github.com/flowgate/flowgate/internal/testkit/ledgertest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/upload"
 )

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/flowgate/flowgate/internal/ledgertest"
+	"github.com/flowgate/flowgate/internal/testkit/ledgertest"
 	"github.com/flowgate/flowgate/shared/boltledger"
 	"github.com/flowgate/flowgate/shared/dirstore"
 	"github.com/flowgate/flowgate/shared/httpapi"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/ledgertest"
+	"github.com/flowgate/flowgate/internal/testkit/ledgertest"
 	"github.com/flowgate/flowgate/shared/boltledger"
 	"github.com/flowgate/flowgate/shared/upload"
 )

@@ -22,8 +22,8 @@ import (
 	"github.com/flowgate/flowgate/internal/devstack/esm"
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
-	"github.com/flowgate/flowgate/internal/ledgertest"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
+	"github.com/flowgate/flowgate/internal/testkit/ledgertest"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/upload"
 )
