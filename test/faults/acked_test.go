@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
-	"github.com/flowgate/flowgate/test/internal/testproc"
 )
 
 // TestKillKeepsAcknowledgedChunks: a chunk that got its 200 is stored and
@@ -62,12 +62,12 @@ func TestKillKeepsAcknowledgedChunks(t *testing.T) {
 	}
 
 	dataDir := t.TempDir()
-	addr, err := testproc.FreeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cur := server(t, ctx, dataDir, addr)
-	var restarted []*testproc.Proc
+	var restarted []*proc.Proc
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, p := range append(restarted, cur) {

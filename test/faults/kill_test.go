@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/httpapi"
 	"github.com/flowgate/flowgate/shared/upload"
-	"github.com/flowgate/flowgate/test/internal/testproc"
 )
 
 // hookSink is a webhook receiver. The first failFirst calls fail, in turn
@@ -125,16 +125,16 @@ func TestKillUnderLoad(t *testing.T) {
 
 	hook, hookSrv := newHookSink(t, 0, nil)
 	dataDir := t.TempDir()
-	addr, err := testproc.FreeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"FLOWGATE_WEBHOOK_URL=" + hookSrv.URL, "FLOWGATE_LOG_LEVEL=info"}
 	var (
 		procMu sync.Mutex
-		procs  []*testproc.Proc
+		procs  []*proc.Proc
 	)
-	start := func() *testproc.Proc {
+	start := func() *proc.Proc {
 		p := server(t, ctx, dataDir, addr, env...)
 		procMu.Lock()
 		procs = append(procs, p)

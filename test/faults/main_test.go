@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/test/internal/testproc"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // binary is cmd/flowgate, built once; root is the repository.
@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 func run(m *testing.M) int {
 	var cleanup func()
 	var err error
-	if binary, root, cleanup, err = testproc.BuildServer("faults"); err != nil {
+	if binary, root, cleanup, err = proc.BuildServer("faults"); err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		return 1
 	}
@@ -35,12 +35,12 @@ func run(m *testing.M) int {
 
 // server runs cmd/flowgate on dataDir at addr (a free port if empty), and
 // kills it when the test ends. Proc.Log has its output.
-func server(t *testing.T, ctx context.Context, dataDir, addr string, env ...string) *testproc.Proc {
+func server(t *testing.T, ctx context.Context, dataDir, addr string, env ...string) *proc.Proc {
 	t.Helper()
-	var p *testproc.Proc
+	var p *proc.Proc
 	var err error
 	for try := 0; try < 3; try++ {
-		p, err = testproc.Start(ctx, testproc.Options{
+		p, err = proc.Start(ctx, proc.Options{
 			Bin:      binary,
 			Addr:     addr,
 			LogLimit: 64 << 20,

@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/test/internal/testproc"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // localTarget is the embedded server, a real process, with its data
 // directory inside a watched parent directory.
 type localTarget struct {
 	parent, data string
-	proc         *testproc.Proc
+	proc         *proc.Proc
 }
 
 func (l *localTarget) base() string { return l.proc.URL }
@@ -77,7 +77,7 @@ func TestHostileLocal(t *testing.T) {
 	os.WriteFile(filepath.Join(parent, "secret.txt"), []byte(secret), 0o644)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := testproc.Start(ctx, testproc.Options{
+	p, err := proc.Start(ctx, proc.Options{
 		Bin: binary,
 		Env: []string{
 			"FLOWGATE_DATA_DIR=" + l.data,

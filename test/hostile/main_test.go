@@ -13,7 +13,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
-	"github.com/flowgate/flowgate/test/internal/testproc"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // binary is cmd/flowgate, built once; root is the repository.
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 func run(m *testing.M) int {
 	var cleanup func()
 	var err error
-	if binary, root, cleanup, err = testproc.BuildServer("hostile"); err != nil {
+	if binary, root, cleanup, err = proc.BuildServer("hostile"); err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		return 1
 	}

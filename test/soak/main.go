@@ -37,7 +37,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flowgate/flowgate/test/internal/testproc"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 func main() {
@@ -66,7 +66,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "soak: -duration must be between 0 and 24h")
 		os.Exit(2)
 	}
-	root, err := testproc.Root()
+	root, err := proc.Root()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(2)

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
-	"github.com/flowgate/flowgate/test/internal/testproc"
 )
 
 // settle polls an upload's status until it is complete, failed with a
@@ -56,7 +56,7 @@ type ChildStats struct {
 // descendants are every process under pid, children first.
 func descendants(pid int) []int {
 	var out []int
-	for _, c := range testproc.Children(pid) {
+	for _, c := range proc.Children(pid) {
 		out = append(out, c)
 		out = append(out, descendants(c)...)
 	}

@@ -24,9 +24,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/s3store"
-	"github.com/flowgate/flowgate/test/internal/testproc"
 )
 
 // Config is one soak run.
@@ -120,8 +120,8 @@ type Report struct {
 
 	Client flowclient.Stats // every request of every upload
 
-	Idle, Warm, End, Peak testproc.Stats // the server process
-	IdleFDs, EndFDs       testproc.FDs   // its descriptors by kind, before and after, at rest
+	Idle, Warm, End, Peak proc.Stats // the server process
+	IdleFDs, EndFDs       proc.FDs   // its descriptors by kind, before and after, at rest
 	// Children are the server's descendant processes at the end (under
 	// `dev`: MinIO, dynalite, each function instance's emulator and
 	// bootstrap), by command name; TreeRSS is the whole tree's resident
@@ -198,7 +198,7 @@ func (r *Report) String() string {
 
 // target is a running server under test.
 type target struct {
-	proc *testproc.Proc
+	proc *proc.Proc
 	// read returns the finished file at a status location.
 	read func(ctx context.Context, location string) (io.ReadCloser, error)
 	// stats, if set, reads what the stack did (make dev's).
@@ -227,11 +227,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	pid := tg.proc.Pid()
-	port := testproc.Port(tg.proc.Addr)
-	if rep.Idle, err = testproc.ReadStats(pid); err != nil {
+	port := proc.Port(tg.proc.Addr)
+	if rep.Idle, err = proc.ReadStats(pid); err != nil {
 		return nil, err
 	}
-	if rep.IdleFDs, err = testproc.ReadFDs(pid, port); err != nil {
+	if rep.IdleFDs, err = proc.ReadFDs(pid, port); err != nil {
 		return nil, err
 	}
 
@@ -274,7 +274,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return
 			case <-tick.C:
 			}
-			st, err := testproc.ReadStats(pid)
+			st, err := proc.ReadStats(pid)
 			if err != nil {
 				continue
 			}
@@ -357,10 +357,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		time.Sleep(500 * time.Millisecond)
-		if rep.End, err = testproc.ReadStats(pid); err != nil {
+		if rep.End, err = proc.ReadStats(pid); err != nil {
 			return rep, err
 		}
-		if rep.EndFDs, err = testproc.ReadFDs(pid, port); err != nil {
+		if rep.EndFDs, err = proc.ReadFDs(pid, port); err != nil {
 			return rep, err
 		}
 		if rep.EndFDs.Inbound == 0 && rep.EndFDs.Files <= rep.IdleFDs.Files+cfg.FDSlack || time.Now().After(deadline) {
@@ -370,11 +370,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Children = map[string]ChildStats{}
 	rep.TreeRSS = rep.End.RSS
 	for _, child := range descendants(pid) {
-		if st, err := testproc.ReadStats(child); err == nil {
-			c := rep.Children[testproc.Comm(child)]
+		if st, err := proc.ReadStats(child); err == nil {
+			c := rep.Children[proc.Comm(child)]
 			c.N++
 			c.RSS += st.RSS
-			rep.Children[testproc.Comm(child)] = c
+			rep.Children[proc.Comm(child)] = c
 			rep.TreeRSS += st.RSS
 		}
 	}
@@ -417,11 +417,11 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 	switch cfg.Target {
 	case "local":
 		bin := filepath.Join(work, "flowgate")
-		if err := testproc.Build(build, cfg.Root, "./cmd/flowgate", bin); err != nil {
+		if err := proc.Build(build, cfg.Root, "./cmd/flowgate", bin); err != nil {
 			return nil, err
 		}
 		data := filepath.Join(work, "data")
-		p, err := testproc.Start(ctx, testproc.Options{
+		p, err := proc.Start(ctx, proc.Options{
 			Bin: bin, Dir: work,
 			Env: []string{"FLOWGATE_DATA_DIR=" + data, "FLOWGATE_WEB_DIR=" + filepath.Join(work, "no-web"), "FLOWGATE_LOG_LEVEL=warn"},
 		})
@@ -437,14 +437,14 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 
 	case "dev":
 		bin := filepath.Join(work, "flowgate-dev")
-		if err := testproc.Build(build, cfg.Root, "./internal/devstack/cmd/flowgate-dev", bin); err != nil {
+		if err := proc.Build(build, cfg.Root, "./internal/devstack/cmd/flowgate-dev", bin); err != nil {
 			return nil, err
 		}
-		minio, err := testproc.FreeAddr()
+		minio, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
-		dynalite, err := testproc.FreeAddr()
+		dynalite, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -454,11 +454,11 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 		// finished records go a minute after completion, the emulated TTL
 		// removing each 15 s after its expiry, and the re-drive every
 		// 20 s. The bootstraps build in the checkout (cfg.Root).
-		front, err := testproc.FreeAddr()
+		front, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
-		p, err := testproc.Start(ctx, testproc.Options{
+		p, err := proc.Start(ctx, proc.Options{
 			Bin: bin, Dir: cfg.Root, StartTimeout: 5 * time.Minute,
 			Env: []string{
 				"FLOWGATE_MINIO_ADDR=" + minio, "FLOWGATE_DYNALITE_ADDR=" + dynalite, "FLOWGATE_DEV_DYNAMODB_ADDR=" + front,
@@ -503,7 +503,7 @@ var caBundleLine = regexp.MustCompile(`CA bundle\s+(\S+)`)
 
 // devS3 is an S3 client for the MinIO that `make dev` started, with the CA
 // bundle it printed.
-func devS3(ctx context.Context, p *testproc.Proc, addr string) (*s3.Client, error) {
+func devS3(ctx context.Context, p *proc.Proc, addr string) (*s3.Client, error) {
 	m := caBundleLine.FindStringSubmatch(p.Log())
 	if m == nil {
 		return nil, fmt.Errorf("make dev printed no CA bundle (alive %v, %d bytes of log):\n%s", p.Alive(), len(p.Log()), lastLines(p.Log(), 20))

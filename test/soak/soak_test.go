@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowgate/flowgate/test/internal/testproc"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // TestSoakShort is the soak in miniature, run by go test: 10 seconds
@@ -23,7 +23,7 @@ func TestSoakShort(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	root, err := testproc.Root()
+	root, err := proc.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestSoakShortDev(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	root, err := testproc.Root()
+	root, err := proc.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,10 @@
-// Package testproc runs flowgate's servers as real processes for the tests
+// Package proc runs flowgate's servers as real processes for the tests
 // and the soak under test/: it builds a command, starts it on a free
 // 127.0.0.1 port in a process group of its own (killed by the kernel if the
 // test binary dies first), waits for /healthz, kills or stops it by its
 // process id, and reads its resident memory, threads and open files from
 // /proc.
-package testproc
+package proc
 
 import (
 	"bufio"
@@ -41,7 +41,7 @@ func Root() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("testproc: no go.mod of " + Module + " above the working directory")
+			return "", errors.New("proc: no go.mod of " + Module + " above the working directory")
 		}
 		dir = parent
 	}
@@ -55,7 +55,7 @@ func Build(ctx context.Context, root, pkg, out string) error {
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("testproc: go build %s: %w\n%s", pkg, err, buf.String())
+		return fmt.Errorf("proc: go build %s: %w\n%s", pkg, err, buf.String())
 	}
 	return nil
 }
@@ -149,7 +149,7 @@ func Start(ctx context.Context, o Options) (*Proc, error) {
 		}
 		select {
 		case <-p.exited:
-			return nil, fmt.Errorf("testproc: %s exited before answering /healthz: %v\n%s", o.Bin, p.waitErr, p.log.Last(4000))
+			return nil, fmt.Errorf("proc: %s exited before answering /healthz: %v\n%s", o.Bin, p.waitErr, p.log.Last(4000))
 		case <-ctx.Done():
 			p.Kill()
 			return nil, ctx.Err()
@@ -157,7 +157,7 @@ func Start(ctx context.Context, o Options) (*Proc, error) {
 		}
 		if time.Now().After(deadline) {
 			p.Kill()
-			return nil, fmt.Errorf("testproc: %s did not answer /healthz on %s within %v\n%s", o.Bin, addr, timeout, p.log.Last(4000))
+			return nil, fmt.Errorf("proc: %s did not answer /healthz on %s within %v\n%s", o.Bin, addr, timeout, p.log.Last(4000))
 		}
 	}
 }
@@ -188,7 +188,7 @@ func (p *Proc) Kill() error {
 	case <-p.exited:
 		return nil
 	case <-time.After(10 * time.Second):
-		return fmt.Errorf("testproc: process %d still running 10 s after SIGKILL", p.Pid())
+		return fmt.Errorf("proc: process %d still running 10 s after SIGKILL", p.Pid())
 	}
 }
 
@@ -204,7 +204,7 @@ func (p *Proc) Stop(grace time.Duration) error {
 		return p.waitErr
 	case <-time.After(grace):
 		p.Kill()
-		return fmt.Errorf("testproc: process %d ignored SIGTERM for %v and was killed", p.Pid(), grace)
+		return fmt.Errorf("proc: process %d ignored SIGTERM for %v and was killed", p.Pid(), grace)
 	}
 }
 
