@@ -148,7 +148,7 @@ func TestEveryEventThroughRIE(t *testing.T) {
 		}},
 	}
 
-	files, _ := filepath.Glob("../../events/*.json")
+	files, _ := filepath.Glob("../../../events/*.json")
 	var names, known []string
 	for _, f := range files {
 		names = append(names, filepath.Base(f))

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 
 func readEvent(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../../events/" + name)
+	b, err := os.ReadFile("../../../events/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
