@@ -336,13 +336,13 @@ func (r *runner) runDirectMode(ctx context.Context, d *directEnv, ds directScena
 		return nil, err
 	}
 	defer srv.stop()
-	d.count.Store(srv.URL() + "/bench/count")
+	d.count.Store(srv.URL + "/bench/count")
 	defer d.count.Store("")
-	if err := post(ctx, srv.URL()+"/bench/reset"); err != nil {
+	if err := post(ctx, srv.URL+"/bench/reset"); err != nil {
 		return nil, err
 	}
 
-	run, err := uploadDirect(ctx, srv.URL(), d.http, sc, m, files)
+	run, err := uploadDirect(ctx, srv.URL, d.http, sc, m, files)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +357,7 @@ func (r *runner) runDirectMode(ctx context.Context, d *directEnv, ds directScena
 		AWS    awsCounts `json:"aws"`
 		Lambda lambdaUse `json:"lambda"`
 	}
-	if err := getJSON(ctx, srv.URL()+"/bench/counters", &counters); err != nil {
+	if err := getJSON(ctx, srv.URL+"/bench/counters", &counters); err != nil {
 		return nil, err
 	}
 	res.Counts, res.Lambda = &counters.AWS, counters.Lambda

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
@@ -166,7 +167,7 @@ func (r *runner) sizeMemoryOnce(ctx context.Context, ms *memorySizing, memoryMB 
 		posts = append(posts, d)
 	}
 	run.Get, run.Post, run.PostMax = median(gets), median(posts), slices.Max(posts)
-	if rss, err := peakRSS(boot); err == nil {
+	if rss, err := proc.PeakRSS(boot); err == nil {
 		run.PeakRSS = rss
 	}
 	// Per GiB of 4 MiB chunks: a test GET and a POST per chunk.

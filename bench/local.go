@@ -139,7 +139,7 @@ func (r *runner) httpCeiling(ctx context.Context, sc Scenario, files []*benchFil
 		return ceiling{}, err
 	}
 	defer srv.stop()
-	run, err := uploadAll(ctx, srv.URL(), sc, files)
+	run, err := uploadAll(ctx, srv.URL, sc, files)
 	if err != nil {
 		return ceiling{}, err
 	}
@@ -410,7 +410,7 @@ func mibps(bytes int64, d time.Duration) float64 {
 // every completion event, records the upload, the server's peak RSS and its
 // CPU time in res, and returns the events in the order of files.
 func (r *runner) uploadAndMeasure(ctx context.Context, srv *child, sc Scenario, files []*benchFile, res *Result, wait time.Duration) ([]upload.Event, error) {
-	run, err := uploadAll(ctx, srv.URL(), sc, files)
+	run, err := uploadAll(ctx, srv.URL, sc, files)
 	if err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, srv.tail())
 	}

@@ -135,7 +135,7 @@ func loadAverage() string {
 // goVersion is the go command's version (the toolchain that built the
 // servers), falling back to this binary's.
 func goVersion() string {
-	out, err := exec.Command(goBin(), "version").Output()
+	out, err := exec.Command("go", "version").Output()
 	if err != nil {
 		return runtime.Version()
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/devstack/localaws"
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 	"github.com/flowgate/flowgate/shared/upload"
 )
@@ -154,7 +154,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 
 	r := &runner{opt: opt, runID: randomHex(4), logf: logf}
 	defer stopAllChildren()
-	if r.root, err = localaws.RepoRoot(); err != nil {
+	if r.root, err = proc.Root(); err != nil {
 		return nil, err
 	}
 	if r.self, err = selfBinary(); err != nil {

@@ -142,7 +142,7 @@ func (r *runner) runS3(ctx context.Context, sc Scenario) (*Result, error) {
 		return nil, err
 	}
 	defer srv.stop()
-	if err := post(ctx, srv.URL()+"/bench/reset"); err != nil {
+	if err := post(ctx, srv.URL+"/bench/reset"); err != nil {
 		return nil, err
 	}
 	r.step("server started")
@@ -152,7 +152,7 @@ func (r *runner) runS3(ctx context.Context, sc Scenario) (*Result, error) {
 		return nil, err
 	}
 	var counts awsCounts
-	if err := getJSON(ctx, srv.URL()+"/bench/counters", &counts); err != nil {
+	if err := getJSON(ctx, srv.URL+"/bench/counters", &counts); err != nil {
 		return nil, err
 	}
 	res.Counts = &counts

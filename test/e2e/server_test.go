@@ -9,17 +9,15 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/internal/testkit/flowclient"
 )
 
@@ -31,42 +29,21 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err == nil {
-		_, err = os.Stat(filepath.Join(root, "go.mod"))
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: cannot find the repository root:", err)
-		return 1
-	}
-	repoRoot = root
-	dir, err := os.MkdirTemp("", "flowgate-e2e-")
+	bin, root, cleanup, err := proc.BuildServer("e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "flowgate")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/flowgate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: building the server: %v\n%s", err, out)
-		return 1
-	}
+	defer cleanup()
+	binary, repoRoot = bin, root
 	return m.Run()
 }
 
 // server is one flowgate process.
 type server struct {
+	*proc.Proc
 	t       *testing.T
 	dataDir string
-	URL     string
-	cmd     *exec.Cmd
-	log     *tail
-	exited  chan struct{}
-	waitErr error // set before exited is closed
 }
 
 // startServer runs the binary on a free port of 127.0.0.1 with dataDir and
@@ -74,102 +51,33 @@ type server struct {
 // whatever happens.
 func startServer(t *testing.T, dataDir string, extraEnv ...string) *server {
 	t.Helper()
-	var last *server
-	// A free port can be taken by someone else between finding and binding
-	// it; a server that exits at once is started again on another port.
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := tryStart(t, dataDir, extraEnv)
-		if err == nil {
-			return s
-		}
-		last = s
-		t.Logf("server start attempt %d: %v", attempt+1, err)
-	}
-	if last != nil {
-		t.Logf("server log:\n%s", last.log)
-	}
-	t.Fatalf("server did not start")
-	return nil
-}
-
-func tryStart(t *testing.T, dataDir string, extraEnv []string) (*server, error) {
-	addr, err := freeAddr()
+	p, err := proc.StartServer(context.Background(), proc.Options{
+		Bin:      binary,
+		LogLimit: 256 << 10,
+		Env: append([]string{
+			"FLOWGATE_DATA_DIR=" + dataDir,
+			"FLOWGATE_WEB_DIR=" + filepath.Join(repoRoot, "web"),
+		}, extraEnv...),
+		StartTimeout: 20 * time.Second,
+	})
 	if err != nil {
-		return nil, err
+		t.Fatalf("server did not start: %v", err)
 	}
-	s := &server{t: t, dataDir: dataDir, URL: "http://" + addr, log: &tail{max: 256 << 10}, exited: make(chan struct{})}
-	s.cmd = exec.Command(binary)
-	// Only what the test sets: a FLOWGATE_* variable of the developer's
-	// shell must not change what is tested.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "FLOWGATE_") {
-			s.cmd.Env = append(s.cmd.Env, kv)
-		}
-	}
-	s.cmd.Env = append(s.cmd.Env,
-		"FLOWGATE_ADDR="+addr,
-		"FLOWGATE_DATA_DIR="+dataDir,
-		"FLOWGATE_WEB_DIR="+filepath.Join(repoRoot, "web"),
-	)
-	s.cmd.Env = append(s.cmd.Env, extraEnv...)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
+	s := &server{Proc: p, t: t, dataDir: dataDir}
 	t.Cleanup(func() {
-		s.kill()
+		if err := s.Kill(); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
-			t.Logf("log of server %s:\n%s", s.URL, s.log)
+			t.Logf("log of server %s:\n%s", s.URL, s.Log())
 		}
 	})
-
-	deadline := time.Now().Add(20 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.exited:
-			return s, fmt.Errorf("server exited before answering /healthz: %v", s.waitErr)
-		default:
-		}
-		resp, err := client.Get(s.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.kill()
-	return s, errors.New("/healthz did not answer 200 within 20s")
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// kill ends the process at once and waits for it (bounded).
-func (s *server) kill() {
-	_ = s.cmd.Process.Kill()
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		s.t.Errorf("server %s did not exit after SIGKILL", s.URL)
-	}
+	return s
 }
 
 // signal sends sig without waiting.
 func (s *server) signal(sig syscall.Signal) {
-	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := s.Signal(sig); err != nil {
 		s.t.Errorf("signal %v: %v", sig, err)
 	}
 }
@@ -179,8 +87,8 @@ func (s *server) signal(sig syscall.Signal) {
 func (s *server) wait(within time.Duration) error {
 	s.t.Helper()
 	select {
-	case <-s.exited:
-		return s.waitErr
+	case <-s.Exited():
+		return s.Err()
 	case <-time.After(within):
 		s.t.Fatalf("server %s still running %v after the signal", s.URL, within)
 		return nil
@@ -193,30 +101,6 @@ func (s *server) client(header ...string) *flowclient.Client {
 		c.Header = http.Header{header[0]: {header[1]}}
 	}
 	return c
-}
-
-// tail keeps the last max bytes written to it: the server's log, shown when
-// a test fails.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (w *tail) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if over := len(w.buf) - w.max; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tail) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.buf)
 }
 
 // randomFile returns size bytes from a seeded generator: reproducible, and

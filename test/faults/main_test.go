@@ -40,7 +40,7 @@ func server(t *testing.T, ctx context.Context, dataDir, addr string, env ...stri
 	var p *proc.Proc
 	var err error
 	for try := 0; try < 3; try++ {
-		p, err = proc.Start(ctx, proc.Options{
+		p, err = proc.StartServer(ctx, proc.Options{
 			Bin:      binary,
 			Addr:     addr,
 			LogLimit: 64 << 20,

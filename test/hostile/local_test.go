@@ -77,7 +77,7 @@ func TestHostileLocal(t *testing.T) {
 	os.WriteFile(filepath.Join(parent, "secret.txt"), []byte(secret), 0o644)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := proc.Start(ctx, proc.Options{
+	p, err := proc.StartServer(ctx, proc.Options{
 		Bin: binary,
 		Env: []string{
 			"FLOWGATE_DATA_DIR=" + l.data,

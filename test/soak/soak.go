@@ -417,11 +417,11 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 	switch cfg.Target {
 	case "local":
 		bin := filepath.Join(work, "flowgate")
-		if err := proc.Build(build, cfg.Root, "./cmd/flowgate", bin); err != nil {
+		if err := proc.Build(build, cfg.Root, "./cmd/flowgate", bin, nil); err != nil {
 			return nil, err
 		}
 		data := filepath.Join(work, "data")
-		p, err := proc.Start(ctx, proc.Options{
+		p, err := proc.StartServer(ctx, proc.Options{
 			Bin: bin, Dir: work,
 			Env: []string{"FLOWGATE_DATA_DIR=" + data, "FLOWGATE_WEB_DIR=" + filepath.Join(work, "no-web"), "FLOWGATE_LOG_LEVEL=warn"},
 		})
@@ -437,7 +437,7 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 
 	case "dev":
 		bin := filepath.Join(work, "flowgate-dev")
-		if err := proc.Build(build, cfg.Root, "./internal/devstack/cmd/flowgate-dev", bin); err != nil {
+		if err := proc.Build(build, cfg.Root, "./internal/devstack/cmd/flowgate-dev", bin, nil); err != nil {
 			return nil, err
 		}
 		minio, err := proc.FreeAddr()
@@ -458,7 +458,7 @@ func start(ctx context.Context, cfg Config, work string) (*target, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := proc.Start(ctx, proc.Options{
+		p, err := proc.StartServer(ctx, proc.Options{
 			Bin: bin, Dir: cfg.Root, StartTimeout: 5 * time.Minute,
 			Env: []string{
 				"FLOWGATE_MINIO_ADDR=" + minio, "FLOWGATE_DYNALITE_ADDR=" + dynalite, "FLOWGATE_DEV_DYNAMODB_ADDR=" + front,

@@ -26,6 +26,7 @@ import (
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/devstack/platform"
 	"github.com/flowgate/flowgate/internal/devstack/s3notify"
+	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/s3store"
@@ -218,7 +219,7 @@ func Start(ctx context.Context, opt Options) (_ *Stack, err error) {
 
 	template := opt.Template
 	if template == "" {
-		root, err := localaws.RepoRoot()
+		root, err := proc.Root()
 		if err != nil {
 			return nil, err
 		}

@@ -1,15 +1,13 @@
 package lambdarie
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 
-	"github.com/flowgate/flowgate/internal/devstack/localaws"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // BuildFlags are the Makefile's release flags for a Lambda function
@@ -39,7 +37,7 @@ func Bootstrap(ctx context.Context, name string) (string, error) {
 	if bin, ok := builds.done[name]; ok {
 		return bin, nil
 	}
-	root, err := localaws.RepoRoot()
+	root, err := proc.Root()
 	if err != nil {
 		return "", err
 	}
@@ -50,14 +48,8 @@ func Bootstrap(ctx context.Context, name string) (string, error) {
 		builds.done = map[string]string{}
 	}
 	bin := filepath.Join(builds.dir, name, "bootstrap")
-	args := append([]string{"build", "-o", bin}, BuildFlags...)
-	cmd := exec.CommandContext(ctx, "go", append(args, "./functions/"+name)...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("lambdarie: go build ./functions/%s: %w\n%s", name, err, out.String())
+	if err := proc.Build(ctx, root, "./functions/"+name, bin, []string{"CGO_ENABLED=0"}, BuildFlags...); err != nil {
+		return "", fmt.Errorf("lambdarie: %w", err)
 	}
 	builds.done[name] = bin
 	return bin, nil

@@ -34,7 +34,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,6 +42,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // Options says which function to run and with what environment.
@@ -73,12 +73,11 @@ type Options struct {
 type Instance struct {
 	function  string
 	bootstrap string
-	cmd       *exec.Cmd
+	proc      *proc.Proc
 	invokeURL string
 	client    *http.Client
-	dir       string // holds the output file; removed by Stop
-	output    string // RIE's and the function's stdout and stderr
-	exited    chan struct{}
+	dir       string        // holds the output file; removed by Stop
+	output    string        // RIE's and the function's stdout and stderr
 	followed  chan struct{} // closed when the Output follower is done
 
 	final string // the logs as Stop left them
@@ -133,7 +132,6 @@ func Start(ctx context.Context, opt Options) (*Instance, error) {
 			function: opt.Function, bootstrap: bin,
 			invokeURL: "http://" + api + invokePath,
 			client:    &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1}},
-			exited:    make(chan struct{}),
 			followed:  make(chan struct{}),
 			turn:      make(chan struct{}, 1),
 			stopped:   make(chan struct{}),
@@ -144,34 +142,32 @@ func Start(ctx context.Context, opt Options) (*Instance, error) {
 		// Output goes to a file, not a pipe: RIE and the bootstrap (which
 		// inherits RIE's stdout) write into it directly, so what either
 		// printed before RIE answered an invocation is there when Invoke
-		// returns. A pipe would be copied by a goroutine, a little late.
+		// returns.
 		inst.output = filepath.Join(inst.dir, "output.log")
-		f, err := os.OpenFile(inst.output, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		inst.proc, err = proc.Start(proc.Options{
+			Name: "RIE", Bin: rie, Args: []string{"--runtime-interface-emulator-address", api, "--runtime-api-address", runtimeAPI, bin},
+			// The bootstrap's working directory is its own directory, as
+			// /var/task is on Lambda.
+			Dir: filepath.Dir(bin), Env: env, Isolated: true,
+			LogFile: inst.output, LogLimit: maxLogs,
+		})
 		if err != nil {
 			os.RemoveAll(inst.dir)
-			return nil, err
+			return nil, fmt.Errorf("lambdarie: %w", err)
 		}
-		cmd := exec.Command(rie, "--runtime-interface-emulator-address", api, "--runtime-api-address", runtimeAPI, bin)
-		// The bootstrap's working directory is its own directory, as
-		// /var/task is on Lambda.
-		cmd.Dir = filepath.Dir(bin)
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = f, f
-		cmd.SysProcAttr = sysProcAttr()
-		err = cmd.Start()
-		f.Close() // RIE has its own copy
-		if err != nil {
-			os.RemoveAll(inst.dir)
-			return nil, fmt.Errorf("lambdarie: start RIE: %w", err)
-		}
-		inst.cmd = cmd
-		go func() { cmd.Wait(); close(inst.exited) }()
 		if opt.Output != nil {
 			go inst.follow(opt.Output)
 		} else {
 			close(inst.followed)
 		}
-		if last = inst.waitReady(ctx, api); last == nil {
+		last = inst.proc.WaitReady(ctx, 30*time.Second, func() bool {
+			c, err := net.DialTimeout("tcp", api, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		if last == nil {
 			return inst, nil
 		}
 		inst.Stop()
@@ -179,7 +175,7 @@ func Start(ctx context.Context, opt Options) (*Instance, error) {
 			return nil, ctx.Err()
 		}
 	}
-	return nil, last
+	return nil, fmt.Errorf("lambdarie: %w", last)
 }
 
 // functionEnv is RIE's environment, which RIE hands on to the function:
@@ -208,33 +204,12 @@ func functionEnv(opt Options) []string {
 	return append(env, opt.Env...)
 }
 
-// waitReady waits until RIE accepts connections on addr.
-func (i *Instance) waitReady(ctx context.Context, addr string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-i.exited:
-			return fmt.Errorf("lambdarie: RIE exited at start (%v)\n%s", i.cmd.ProcessState, i.tail())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("lambdarie: RIE did not listen on %s within 30s\n%s", addr, i.tail())
-		}
-	}
-}
-
 // Pid is the RIE process's id; the function's bootstrap runs as its child.
-func (i *Instance) Pid() int { return i.cmd.Process.Pid }
+func (i *Instance) Pid() int { return i.proc.Pid() }
 
 // Bootstraps lists the ids of the function's processes RIE has started (one
 // once the first invocation began; none elsewhere than on Linux).
-func (i *Instance) Bootstraps() []int { return children(i.Pid()) }
+func (i *Instance) Bootstraps() []int { return proc.Children(i.Pid()) }
 
 // ErrStopped is what Invoke returns once Stop was called.
 var ErrStopped = errors.New("lambdarie: the instance is stopped")
@@ -369,21 +344,7 @@ func (i *Instance) Logs() string {
 		return i.final
 	default:
 	}
-	return readTail(i.output, maxLogs)
-}
-
-// readTail reads the last max bytes of a file.
-func readTail(path string, max int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > max {
-		f.Seek(fi.Size()-max, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
+	return i.proc.Log()
 }
 
 // follow copies the output file to w as it grows, until RIE has exited and
@@ -398,7 +359,7 @@ func (i *Instance) follow(w io.Writer) {
 	for {
 		io.Copy(w, f)
 		select {
-		case <-i.exited:
+		case <-i.proc.Exited():
 			io.Copy(w, f) // whatever came last
 			return
 		case <-time.After(100 * time.Millisecond):
@@ -413,15 +374,9 @@ func (i *Instance) follow(w io.Writer) {
 func (i *Instance) Stop() {
 	i.stopOnce.Do(func() {
 		close(i.stopped)
-		pid := i.cmd.Process.Pid
-		kids := children(pid)
-		syscall.Kill(-pid, syscall.SIGTERM)
-		select {
-		case <-i.exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-pid, syscall.SIGKILL)
-			<-i.exited
-		}
+		pid := i.proc.Pid()
+		kids := proc.Children(pid)
+		i.proc.Stop(10 * time.Second)
 		// RIE ends its bootstrap when it shuts down; one that outlived a
 		// killed RIE (in a process group of its own) is ended here, if it
 		// still is our bootstrap.
@@ -433,21 +388,19 @@ func (i *Instance) Stop() {
 		}
 		i.client.CloseIdleConnections()
 		<-i.followed
-		i.final = readTail(i.output, maxLogs)
+		i.final = i.proc.Log()
 		os.RemoveAll(i.dir)
 	})
 }
 
 // tail is the end of the logs, for error messages.
 func (i *Instance) tail() string {
-	s := strings.TrimSpace(i.Logs())
-	if len(s) > 3000 {
-		s = "..." + s[len(s)-3000:]
+	if s := strings.TrimSpace(i.Logs()); len(s) > 3000 {
+		return "RIE and function output:\n..." + s[len(s)-3000:]
+	} else if s != "" {
+		return "RIE and function output:\n" + s
 	}
-	if s == "" {
-		return "(RIE printed nothing)"
-	}
-	return "RIE and function output:\n" + s
+	return "(RIE printed nothing)"
 }
 
 // freeAddrs finds two free ports on 127.0.0.1.

@@ -138,8 +138,8 @@ func TestStop(t *testing.T) {
 	if _, err := inst.Invoke(context.Background(), readEvent(t, "consumer-upload-completed.json")); err != nil {
 		t.Fatal(err)
 	}
-	rie := inst.cmd.Process.Pid
-	kids := children(rie)
+	rie := inst.Pid()
+	kids := inst.Bootstraps()
 	if len(kids) != 1 {
 		t.Fatalf("RIE has children %v, want its bootstrap", kids)
 	}
@@ -198,12 +198,12 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, "an empty event was taken")
 		return 1
 	}
-	kids := children(inst.cmd.Process.Pid)
+	kids := inst.Bootstraps()
 	if len(kids) != 1 {
 		fmt.Fprintln(os.Stderr, "no bootstrap running")
 		return 1
 	}
-	fmt.Println(inst.cmd.Process.Pid, kids[0])
+	fmt.Println(inst.Pid(), kids[0])
 	select {} // until killed
 }
 

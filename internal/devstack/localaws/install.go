@@ -24,9 +24,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // Pinned versions. MinIO and the Runtime Interface Emulator publish no Go
@@ -137,7 +138,7 @@ func goInstall(ctx context.Context, log io.Writer, bin, name, pkg, version, how 
 // installed into the cache, without install scripts: in memory, as the tests
 // run it, it needs no native code.
 func EnsureDynalite(ctx context.Context, log io.Writer) (string, error) {
-	if root, err := RepoRoot(); err == nil {
+	if root, err := proc.Root(); err == nil {
 		if cli, ok := dynaliteAt(filepath.Join(root, "node_modules")); ok {
 			return cli, nil
 		}
@@ -196,26 +197,6 @@ func dynaliteAt(nodeModules string) (string, bool) {
 		return "", false
 	}
 	return cli, true
-}
-
-// RepoRoot finds the flowgate checkout above the working directory (a test's
-// working directory is its package directory).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/flowgate/flowgate\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("localaws: not inside the flowgate checkout")
-		}
-		dir = parent
-	}
 }
 
 func isExecutable(path string) bool {

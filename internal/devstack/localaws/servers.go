@@ -1,7 +1,6 @@
 package localaws
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // Credentials the local servers accept. MinIO's defaults, so a developer's
@@ -56,7 +56,7 @@ type Servers struct {
 	// CABundle is the PEM certificate MinIO serves (see tls.go).
 	CABundle string
 
-	procs  []*proc
+	procs  []*proc.Proc
 	tmpDir string
 }
 
@@ -146,23 +146,23 @@ func Start(ctx context.Context, opt Options) (_ *Servers, err error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := startProc(s.tmpDir, "minio", minio, []string{
+		p, err := proc.Start(proc.Options{Name: "minio", Bin: minio, LogFile: filepath.Join(s.tmpDir, "minio.log"), Args: []string{
 			"server", "--quiet", "--certs-dir", certs,
 			"--address", addr, "--console-address", console, s.DataDir,
-		}, append([]string{
+		}, Env: append([]string{
 			"MINIO_ROOT_USER=" + AccessKey,
 			"MINIO_ROOT_PASSWORD=" + SecretKey,
 			"MINIO_BROWSER=off",
 			"MINIO_UPDATE=off",
 			"MINIO_CI_CD=1",
 			"MINIO_KMS_SECRET_KEY=" + KMSKeyID + ":" + kmsKey,
-		}, opt.MinIOEnv...))
+		}, opt.MinIOEnv...)})
 		if err != nil {
 			return nil, err
 		}
 		url := "https://" + addr
-		err = p.waitReady(ctx, opt.StartTimeout, minioClient, func(c *http.Client) bool {
-			resp, err := c.Get(url + "/minio/health/live")
+		err = p.WaitReady(ctx, opt.StartTimeout, func() bool {
+			resp, err := minioClient.Get(url + "/minio/health/live")
 			if err != nil {
 				return false
 			}
@@ -174,9 +174,9 @@ func Start(ctx context.Context, opt Options) (_ *Servers, err error) {
 			s.S3Endpoint = url
 			break
 		}
-		p.stop()
+		p.Stop(stopGrace)
 		if opt.MinIOAddr != "" || attempt == 3 {
-			return nil, fmt.Errorf("localaws: MinIO did not start on %s: %w\n%s", addr, err, p.tail())
+			return nil, fmt.Errorf("localaws: MinIO did not start on %s: %w", addr, err)
 		}
 	}
 
@@ -186,16 +186,17 @@ func Start(ctx context.Context, opt Options) (_ *Servers, err error) {
 			return nil, err
 		}
 		host, port, _ := net.SplitHostPort(addr)
-		p, err := startProc(s.tmpDir, "dynalite", node, []string{
+		p, err := proc.Start(proc.Options{Name: "dynalite", Bin: node, LogFile: filepath.Join(s.tmpDir, "dynalite.log"), Args: []string{
 			dynalite, "--host", host, "--port", port,
 			// Tables are ACTIVE at once: tests create one per run.
 			"--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0",
-		}, nil)
+		}})
 		if err != nil {
 			return nil, err
 		}
 		url := "http://" + addr
-		err = p.waitReady(ctx, opt.StartTimeout, &http.Client{Timeout: 2 * time.Second}, func(c *http.Client) bool {
+		c := &http.Client{Timeout: 2 * time.Second}
+		err = p.WaitReady(ctx, opt.StartTimeout, func() bool {
 			// Any DynamoDB-shaped answer (here, a complaint about the missing
 			// signature) means it is serving.
 			resp, err := c.Post(url, "application/x-amz-json-1.0", strings.NewReader("{}"))
@@ -210,19 +211,22 @@ func Start(ctx context.Context, opt Options) (_ *Servers, err error) {
 			s.DynamoDBEndpoint = url
 			break
 		}
-		p.stop()
+		p.Stop(stopGrace)
 		if opt.DynaliteAddr != "" || attempt == 3 {
-			return nil, fmt.Errorf("localaws: dynalite did not start on %s: %w\n%s", addr, err, p.tail())
+			return nil, fmt.Errorf("localaws: dynalite did not start on %s: %w", addr, err)
 		}
 	}
 	return s, nil
 }
 
+// stopGrace is how long a server may take to stop after SIGTERM.
+const stopGrace = 5 * time.Second
+
 // Stop ends both servers (their whole process groups) and removes the
 // temporary data. It is safe to call more than once.
 func (s *Servers) Stop() {
 	for _, p := range s.procs {
-		p.stop()
+		p.Stop(stopGrace)
 	}
 	s.procs = nil
 	if s.tmpDir != "" {
@@ -251,86 +255,4 @@ func addrs(want string, n int) (string, string, error) {
 		second = got[1]
 	}
 	return got[0], second, nil
-}
-
-// proc is one server process in its own process group, with its output in a
-// log file we can quote when it fails.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
-}
-
-func startProc(dir, name, bin string, args, env []string) (*proc, error) {
-	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("localaws: start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// waitReady polls until ready says yes, the process exits, or the time is up.
-func (p *proc) waitReady(ctx context.Context, timeout time.Duration, c *http.Client, ready func(*http.Client) bool) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if ready(c) {
-			return nil
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%s exited: %v", p.name, p.cmd.ProcessState)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer within %s", p.name, timeout)
-		}
-	}
-}
-
-// stop sends SIGTERM to the process group, then SIGKILL if it lingers.
-func (p *proc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	pgid := p.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.exited
-	}
-}
-
-// tail is the end of the server's output, for error messages.
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return "(" + p.name + " printed nothing)"
-	}
-	return p.name + " output:\n" + string(b)
 }

@@ -1,10 +1,10 @@
 //go:build !linux
 
-package localaws
+package proc
 
 import "syscall"
 
-// sysProcAttr puts a server in its own process group so Stop can end it and
+// sysProcAttr puts a child in its own process group so Stop can end it and
 // anything it spawned.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}

@@ -1,10 +1,10 @@
-package localaws
+package proc
 
 import "syscall"
 
-// sysProcAttr puts a server in its own process group (so Stop can end it and
+// sysProcAttr puts a child in its own process group (so Stop can end it and
 // anything it spawned) and has the kernel kill it if the process that
-// started it dies first: a crashed test run leaves no server behind.
+// started it dies first.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
