@@ -1,5 +1,6 @@
-// Package streamassemble is the assembler Lambda's logic: it takes a batch of
-// DynamoDB stream records from the ledger table and
+// Package streamassemble is the assembler Lambda's logic: it assembles the
+// uploads that a batch of the ledger table's DynamoDB stream records shows
+// ready, and cleans up after the records that TTL removed. Of the batch it
 //
 //   - runs the assembly pipeline for each upload record that became ready;
 //   - for each upload record that was removed (DynamoDB's TTL expiring it):

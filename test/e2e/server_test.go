@@ -1,3 +1,7 @@
+// Package e2e tests the embedded server end to end, as `make run` runs it: the
+// flowgate binary as a real process on a 127.0.0.1 port, uploaded to by a
+// client that behaves like flow.js, killed and restarted mid-upload, in both
+// auth modes, with namespaces that must never mix.
 package e2e
 
 import (
