@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -342,7 +341,7 @@ func (r *runner) runDirectMode(ctx context.Context, d *directEnv, ds directScena
 		return nil, err
 	}
 
-	run, err := uploadDirect(ctx, srv.URL, d.http, sc, m, files)
+	run, err := uploadWith(ctx, &flowclient.Client{BaseURL: srv.URL, HTTP: d.http}, sc, files, m.DataPath == awsdeploy.DataPathDirect)
 	if err != nil {
 		return nil, err
 	}
@@ -393,53 +392,6 @@ func crcOf(s *source) uint64 {
 		off += int64(n)
 	}
 	return h.Sum64()
-}
-
-// uploadDirect uploads the files as the page would on the mode's data path
-// (flowclient: test GETs, shuffled chunks, 5% sent twice, as every
-// scenario's client; on the direct path URLs a batch at a time and a PUT
-// per chunk).
-func uploadDirect(ctx context.Context, baseURL string, hc *http.Client, sc Scenario, m directMode, files []*benchFile) (uploadRun, error) {
-	c := &flowclient.Client{BaseURL: baseURL, HTTP: hc}
-	run := uploadRun{LastAck: make([]time.Time, len(files))}
-	var (
-		mu       sync.Mutex
-		firstErr error
-	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	queue := make(chan *benchFile, len(files))
-	for _, f := range files {
-		queue <- f
-	}
-	close(queue)
-	run.Start = time.Now()
-	var wg sync.WaitGroup
-	for range min(sc.Parallel, len(files)) {
-		wg.Go(func() {
-			for f := range queue {
-				opts := sc.options(f.Index, f.ID)
-				opts.Direct = m.DataPath == awsdeploy.DataPathDirect
-				var last atomic.Int64
-				opts.OnAck = func(int, bool) { last.Store(time.Now().UnixNano()) }
-				st, err := c.Upload(ctx, opts, f.Src, f.Src.Size, f.Name)
-				mu.Lock()
-				run.Stats.Add(st)
-				run.LastAck[f.Index] = time.Unix(0, last.Load())
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("upload %s: %w", f.Name, err)
-					cancel()
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return run, firstErr
-	}
-	run.End = slices.MaxFunc(run.LastAck, func(a, b time.Time) int { return a.Compare(b) })
-	return run, nil
 }
 
 // roleDirectServer is the comparison's server: the upload function's

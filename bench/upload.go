@@ -104,6 +104,13 @@ func uploadAll(ctx context.Context, baseURL string, sc Scenario, files []*benchF
 	}
 	defer tr.CloseIdleConnections()
 	c := &flowclient.Client{BaseURL: baseURL, HTTP: &http.Client{Transport: tr}}
+	return uploadWith(ctx, c, sc, files, false)
+}
+
+// uploadWith uploads the files with c, Parallel at once, each as flow.js
+// would (direct: with URLs from POST /upload/urls and a PUT per chunk),
+// and notes when each file's last acknowledgement came back.
+func uploadWith(ctx context.Context, c *flowclient.Client, sc Scenario, files []*benchFile, direct bool) (uploadRun, error) {
 	run := uploadRun{LastAck: make([]time.Time, len(files))}
 	var (
 		mu       sync.Mutex
@@ -125,9 +132,10 @@ func uploadAll(ctx context.Context, baseURL string, sc Scenario, files []*benchF
 				if ctx.Err() != nil {
 					return
 				}
-				var ackMu sync.Mutex
-				var last time.Time
 				opts := sc.options(f.Index, f.ID)
+				opts.Direct = direct
+				var ackMu sync.Mutex // a file's chunks are acknowledged in parallel
+				var last time.Time
 				opts.OnAck = func(int, bool) {
 					now := time.Now()
 					ackMu.Lock()

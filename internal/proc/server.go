@@ -150,3 +150,23 @@ func BuildServer(name string) (binary, root string, cleanup func(), err error) {
 	}
 	return binary, root, cleanup, nil
 }
+
+// Serve serves srv on ln until ctx ends, then shuts it down gracefully
+// (requests in flight get 10 s to finish): the life of a server that is
+// itself a child process (make dev, a benchmark role) stopped by SIGTERM.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = srv.Shutdown(shut)
+		cancel()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

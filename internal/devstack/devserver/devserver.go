@@ -41,7 +41,6 @@ package devserver
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,6 +51,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/devstack/lambdarie"
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
+	"github.com/flowgate/flowgate/internal/proc"
 )
 
 // Run serves until ctx is done. Startup information (endpoints, bucket,
@@ -105,19 +105,7 @@ Ctrl-C stops the server, the functions, MinIO and dynalite.
 	log.Info("flowgate dev listening", "url", "http://"+ln.Addr().String()+"/",
 		"s3", stack.Servers.S3Endpoint, "bucket", stack.Config.Bucket, "dynamodb", stack.Platform.DynamoDBEndpoint,
 		"table", stack.Config.Table, "instances", settings.Instances)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = srv.Shutdown(shut)
-		cancel()
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	return proc.Serve(ctx, srv, ln)
 }
 
 // Mux serves the API, the stack's stats, a health check and, if webDir is
