@@ -25,12 +25,7 @@ func main() {
 
 // newHandler builds the function's handler from its environment.
 func newHandler(ctx context.Context, getenv func(string) string) (*streamassemble.Handler, error) {
-	cfg, err := awsdeploy.Load(getenv)
-	if err != nil {
-		return nil, err
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	d, err := awsdeploy.New(ctx, cfg, log)
+	d, err := awsdeploy.FromEnv(ctx, getenv)
 	if err != nil {
 		return nil, err
 	}

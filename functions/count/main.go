@@ -30,15 +30,11 @@ func main() {
 
 // newHandler builds the function's handler from its environment.
 func newHandler(ctx context.Context, getenv func(string) string) (func(context.Context, events.S3Event) (s3count.Report, error), error) {
-	cfg, err := awsdeploy.Load(getenv)
+	d, err := awsdeploy.FromEnv(ctx, getenv)
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	d, err := awsdeploy.New(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
+	log := d.Log
 	h := d.CountHandler()
 	return func(ctx context.Context, ev events.S3Event) (s3count.Report, error) {
 		rep, err := h.Handle(ctx, ev)

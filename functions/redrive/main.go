@@ -30,15 +30,11 @@ func main() {
 // (the schedule's, or anything given to a manual invocation) is not read:
 // every run does the whole job.
 func newHandler(ctx context.Context, getenv func(string) string) (func(context.Context, json.RawMessage) (redrive.Report, error), error) {
-	cfg, err := awsdeploy.Load(getenv)
+	d, err := awsdeploy.FromEnv(ctx, getenv)
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	d, err := awsdeploy.New(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
+	log := d.Log
 	return func(ctx context.Context, _ json.RawMessage) (redrive.Report, error) {
 		owner := "redrive"
 		if lc, ok := lambdacontext.FromContext(ctx); ok {

@@ -202,6 +202,18 @@ type Deployment struct {
 	AWS      aws.Config
 }
 
+// FromEnv is how every function starts: its settings read with getenv
+// (Load), a JSON logger to stderr at their level (CloudWatch reads it), and
+// the deployment built with the SDK's default configuration (New).
+func FromEnv(ctx context.Context, getenv func(string) string) (*Deployment, error) {
+	cfg, err := Load(getenv)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	return New(ctx, cfg, log)
+}
+
 // New builds the deployment with the SDK's default configuration chain.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Deployment, error) {
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
