@@ -5,22 +5,19 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
-
-	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/streamassemble"
 )
 
 func main() {
-	h, err := newHandler(context.Background(), os.Getenv)
-	if err != nil {
-		slog.Error("assemble function cannot start", "err", err)
-		os.Exit(1)
-	}
-	lambda.Start(h.Handle)
+	awsdeploy.Start("assemble", func(ctx context.Context, getenv func(string) string) (any, error) {
+		h, err := newHandler(ctx, getenv)
+		if err != nil {
+			return nil, err
+		}
+		return h.Handle, nil // the method: Lambda takes a function
+	})
 }
 
 // newHandler builds the function's handler from its environment.

@@ -9,24 +9,14 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/s3count"
 )
 
-func main() {
-	h, err := newHandler(context.Background(), os.Getenv)
-	if err != nil {
-		slog.Error("count function cannot start", "err", err)
-		os.Exit(1)
-	}
-	lambda.Start(h)
-}
+func main() { awsdeploy.Start("count", newHandler) }
 
 // newHandler builds the function's handler from its environment.
 func newHandler(ctx context.Context, getenv func(string) string) (func(context.Context, events.S3Event) (s3count.Report, error), error) {

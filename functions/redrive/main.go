@@ -7,24 +7,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
-	"os"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/redrive"
 )
 
-func main() {
-	h, err := newHandler(context.Background(), os.Getenv)
-	if err != nil {
-		slog.Error("redrive function cannot start", "err", err)
-		os.Exit(1)
-	}
-	lambda.Start(h)
-}
+func main() { awsdeploy.Start("redrive", newHandler) }
 
 // newHandler builds the function's handler from its environment. The event
 // (the schedule's, or anything given to a manual invocation) is not read:

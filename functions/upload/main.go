@@ -5,24 +5,14 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"os"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 )
 
-func main() {
-	h, err := newHandler(context.Background(), os.Getenv)
-	if err != nil {
-		slog.Error("upload function cannot start", "err", err)
-		os.Exit(1)
-	}
-	lambda.Start(h)
-}
+func main() { awsdeploy.Start("upload", newHandler) }
 
 // newHandler builds the function's handler from its environment.
 func newHandler(ctx context.Context, getenv func(string) string) (func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), error) {

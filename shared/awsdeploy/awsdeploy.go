@@ -49,6 +49,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -200,6 +201,18 @@ type Deployment struct {
 	S3       *s3.Client
 	DynamoDB *dynamodb.Client
 	AWS      aws.Config
+}
+
+// Start is a function's main: its handler built from the environment by
+// newHandler, then served to Lambda; a handler that cannot be built is
+// logged and the process exits 1, which Lambda reports as an init error.
+func Start[H any](name string, newHandler func(context.Context, func(string) string) (H, error)) {
+	h, err := newHandler(context.Background(), os.Getenv)
+	if err != nil {
+		slog.Error(name+" function cannot start", "err", err)
+		os.Exit(1)
+	}
+	lambda.Start(h)
 }
 
 // FromEnv is how every function starts: its settings read with getenv
