@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -402,18 +400,10 @@ func crcOf(s *source) uint64 {
 const roleDirectServer = "directserver"
 
 func runDirectServer(ctx context.Context) error {
-	cfg, err := awsdeploy.Load(os.Getenv)
+	d, counter, err := countedDeployment(ctx)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		return err
-	}
-	counter := newAWSCounter()
-	awsCfg.APIOptions = append(awsCfg.APIOptions, counter.register)
-	d := awsdeploy.NewWithAWS(cfg, awsCfg, log)
 	var mu sync.Mutex
 	use := lambdaUse{API: map[string]int{}}
 	readyAt := map[string]time.Time{}

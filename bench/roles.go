@@ -178,6 +178,24 @@ func runLocalServer(ctx context.Context) error {
 	return srv.Run(ctx)
 }
 
+// countedDeployment is the AWS path as the functions build it (settings
+// from the environment), with every S3 and DynamoDB request it makes
+// counted.
+func countedDeployment(ctx context.Context) (*awsdeploy.Deployment, *awsCounter, error) {
+	cfg, err := awsdeploy.Load(os.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	counter := newAWSCounter()
+	awsCfg.APIOptions = append(awsCfg.APIOptions, counter.register)
+	return awsdeploy.NewWithAWS(cfg, awsCfg, log), counter, nil
+}
+
 // runS3Server is the AWS code path as one process: the upload function's
 // handler stack (package awsdeploy: S3 chunk store, DynamoDB ledger, the
 // HTTP handler the embedded server runs too), served over plain HTTP
@@ -187,18 +205,10 @@ func runLocalServer(ctx context.Context) error {
 // log. Every S3 and DynamoDB request is counted; GET /bench/counters
 // reports the counts and POST /bench/reset zeroes them.
 func runS3Server(ctx context.Context) error {
-	cfg, err := awsdeploy.Load(os.Getenv)
+	d, counter, err := countedDeployment(ctx)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		return err
-	}
-	counter := newAWSCounter()
-	awsCfg.APIOptions = append(awsCfg.APIOptions, counter.register)
-	d := awsdeploy.NewWithAWS(cfg, awsCfg, log)
 	if url := os.Getenv("FLOWGATE_WEBHOOK_URL"); url != "" {
 		d.Publisher = publish.All{d.Publisher, publish.Webhook{URL: url}}
 	}
