@@ -417,7 +417,7 @@ func (rep *Report) Markdown() string {
 	}
 	p("## How it is measured")
 	p("")
-	p("- **Client**: `shared/flowclient`, which behaves like flow.js 2.x: a test GET before each chunk (`testChunks: true`),")
+	p("- **Client**: `internal/testkit/flowclient`, which behaves like flow.js 2.x: a test GET before each chunk (`testChunks: true`),")
 	p("  multipart POSTs, `forceChunkSize: true`, chunks in random order, %.0f%% of chunks sent twice (half of those with", 100*duplicates)
 	p("  both copies in flight at once). \"N simultaneous\" is flow.js's `simultaneousUploads` per file; several files")
 	p("  \"at once\" are separate clients (tabs, users) each with their own N. Files are generated in memory (a random block")
