@@ -11,6 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
+// Small helpers of every file: the clock and the TTL defaults, new
+// generations, and DynamoDB attribute values and expression names.
+
 func (l *Ledger) now() time.Time {
 	if l.Now != nil {
 		return l.Now()

@@ -13,6 +13,10 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
+// Counting a chunk, steps 1 to 4 of the package doc: Count, the
+// generation it counts in, and the conditional writes to the shard and to
+// META it makes.
+
 // Count implements the counting protocol in the package doc.
 func (l *Ledger) Count(ctx context.Context, info upload.Info, n int, slot upload.Slot) (bool, error) {
 	for range 4 { // a stale cache entry or a racing creation costs one more round

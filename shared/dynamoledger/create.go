@@ -12,6 +12,10 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
+// Creating the record of a new generation: a receiving one after the
+// identity claim (begin), or, for an upload of one chunk, a ready one
+// (beginReady).
+
 // begin creates the record of a new generation of the upload, slot's, once
 // the identity is claimed for it: where there is none, or in place of the
 // dead generation slot.Replaces if that is still the record and still dead.

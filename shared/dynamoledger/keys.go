@@ -6,6 +6,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
+// The table's item keys, and how an upload's chunks are grouped into shard
+// items.
+
 // Item key values.
 const (
 	metaSK   = "META"

@@ -11,6 +11,11 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
+// The Ledger type, its settings and their defaults, and what every part of
+// the protocol judges a record by: whether it still stands (dead, tooOld)
+// and how long it is kept at least (keepFor). The protocol itself is in the
+// package doc; its steps are in lookup.go, create.go and count.go.
+
 // API is the part of the DynamoDB client the ledger uses; *dynamodb.Client
 // implements it. Tests wrap a real client to fail or abandon chosen calls.
 type API interface {

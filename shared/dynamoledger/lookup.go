@@ -11,6 +11,10 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
+// Reading where a chunk stands: Lookup (the service's check before it
+// stores a chunk, and flow.js's test GET), countedIn (which chunks of a shard
+// read as counted), and current, the same reading for a StaleSlotError.
+
 // Lookup reads the record and chunk n's shard in one request, and the
 // identity item too when this process has not seen the upload receiving (a
 // new upload needs it for the identity check, and Count for its creation).

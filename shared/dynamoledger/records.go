@@ -14,6 +14,9 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
+// Reading records (getMeta, batchGet, Get) and the assembler's writes to
+// them: Claim, Complete, Postpone, Fail and MarkPublished.
+
 func (l *Ledger) getMeta(ctx context.Context, key string) (map[string]types.AttributeValue, error) {
 	out, err := l.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(l.Table), Key: metaKey(key), ConsistentRead: aws.Bool(true),

@@ -14,6 +14,8 @@ import (
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
+// The table the ledger needs, and its creation for tests and `make dev`.
+
 // TTLAttribute is the table's time-to-live attribute (unix seconds).
 const TTLAttribute = "expiresAt"
 
