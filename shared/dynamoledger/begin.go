@@ -110,13 +110,7 @@ func (l *Ledger) markForCheck(ctx context.Context, key, gen string, checkAt time
 		":check": str(checkPartition), ":checkAt": millis(checkAt),
 	}
 	cond := l.whileReceiving(gen, vals)
-	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression:          aws.String(set),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names(set, cond),
-		ExpressionAttributeValues: vals,
-	})
+	err := l.update(ctx, metaKey(key), set, cond, vals)
 	if isConditionFailed(err) {
 		return l.whyNotReceiving(ctx, key, gen)
 	}
@@ -210,13 +204,7 @@ func (l *Ledger) Checked(ctx context.Context, key, gen string, next time.Time) e
 		vals[":next"] = millis(next)
 	}
 	const cond = "#gen = :gen AND #duePart = :check"
-	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names(update, cond),
-		ExpressionAttributeValues: vals,
-	})
+	err := l.update(ctx, metaKey(key), update, cond, vals)
 	if err != nil && !isConditionFailed(err) {
 		return fmt.Errorf("dynamoledger: record a check: %w", err)
 	}

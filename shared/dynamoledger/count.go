@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/flowgate/flowgate/shared/upload"
@@ -131,13 +129,7 @@ func (l *Ledger) touch(ctx context.Context, key, gen string, now time.Time) erro
 	const set = "SET #updated = :now, #expiresAt = :exp"
 	vals := values{":now": millis(now), ":exp": epoch(now.Add(l.idleTTL()))}
 	cond := l.whileReceiving(gen, vals)
-	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression:          aws.String(set),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names(set, cond),
-		ExpressionAttributeValues: vals,
-	})
+	err := l.update(ctx, metaKey(key), set, cond, vals)
 	if isConditionFailed(err) {
 		return l.whyNotReceiving(ctx, key, gen)
 	}
@@ -155,16 +147,10 @@ func (l *Ledger) addToShard(ctx context.Context, key string, k, n int, gen strin
 	for range 4 {
 		const add = "SET #gen = :gen, #expiresAt = :exp ADD #chunks :n"
 		const cond = "attribute_not_exists(#pk) OR #gen = :gen"
-		out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName: aws.String(l.Table), Key: shardKey(key, k),
-			UpdateExpression:          aws.String(add),
-			ConditionExpression:       aws.String(cond),
-			ExpressionAttributeNames:  names(add, cond),
-			ExpressionAttributeValues: values{":gen": str(gen), ":exp": exp, ":n": numSet(int64(n))},
-			ReturnValues:              types.ReturnValueUpdatedNew,
-		})
+		vals := values{":gen": str(gen), ":exp": exp, ":n": numSet(int64(n))}
+		shard, err := l.updateReturning(ctx, shardKey(key, k), add, cond, vals, types.ReturnValueUpdatedNew)
 		if err == nil {
-			return len(getNS(out.Attributes, "chunks")), nil
+			return len(getNS(shard, "chunks")), nil
 		}
 		if !isConditionFailed(err) {
 			return 0, fmt.Errorf("dynamoledger: add chunk to its shard: %w", err)
@@ -177,12 +163,7 @@ func (l *Ledger) addToShard(ctx context.Context, key string, k, n int, gen strin
 		item := shardKey(key, k)
 		item["gen"], item["chunks"], item["expiresAt"] = str(gen), numSet(int64(n)), exp
 		const replace = "attribute_not_exists(#pk) OR #gen <> :gen"
-		_, err = l.Client.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(l.Table), Item: item,
-			ConditionExpression:       aws.String(replace),
-			ExpressionAttributeNames:  names(replace),
-			ExpressionAttributeValues: values{":gen": str(gen)},
-		})
+		err = l.put(ctx, item, replace, values{":gen": str(gen)})
 		if err == nil {
 			return 1, nil
 		}
@@ -200,14 +181,7 @@ func (l *Ledger) registerShard(ctx context.Context, key string, k int, gen strin
 	const set = "SET #updated = :now, #expiresAt = :exp ADD #full :k"
 	vals := values{":now": millis(now), ":exp": epoch(now.Add(l.idleTTL())), ":k": numSet(int64(k))}
 	cond := l.whileReceiving(gen, vals)
-	out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression:          aws.String(set),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names(set, cond),
-		ExpressionAttributeValues: vals,
-		ReturnValues:              types.ReturnValueUpdatedNew,
-	})
+	meta, err := l.updateReturning(ctx, metaKey(key), set, cond, vals, types.ReturnValueUpdatedNew)
 	if isConditionFailed(err) {
 		return 0, l.whyNotReceiving(ctx, key, gen)
 	}
@@ -215,7 +189,7 @@ func (l *Ledger) registerShard(ctx context.Context, key string, k int, gen strin
 		return 0, fmt.Errorf("dynamoledger: register a full shard: %w", err)
 	}
 	l.gens.put(key, genEntry{gen: gen, updated: now})
-	return len(getNS(out.Attributes, "full")), nil
+	return len(getNS(meta, "full")), nil
 }
 
 // markReady sets status=ready (step 4) and reports whether this call did.
@@ -238,13 +212,7 @@ func (l *Ledger) markReady(ctx context.Context, info upload.Info, k int, gen str
 		vals[":k"] = numSet(int64(k))
 		delete(vals, ":shards")
 	}
-	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(info.Key),
-		UpdateExpression:          aws.String(set),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names(set, cond),
-		ExpressionAttributeValues: vals,
-	})
+	err := l.update(ctx, metaKey(info.Key), set, cond, vals)
 	if isConditionFailed(err) {
 		if k >= 0 {
 			// Ready already (someone else made it), or not ours to count.

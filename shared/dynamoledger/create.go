@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/flowgate/flowgate/shared/upload"
@@ -31,11 +29,7 @@ func (l *Ledger) begin(ctx context.Context, info upload.Info, slot upload.Slot) 
 	}
 	now := l.now()
 	item, cond, vals := l.newRecord(info, slot, now)
-	_, err := l.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(l.Table), Item: item,
-		ConditionExpression: aws.String(cond), ExpressionAttributeNames: names(cond),
-		ExpressionAttributeValues: vals,
-	})
+	err := l.put(ctx, item, cond, vals)
 	if isConditionFailed(err) {
 		return l.generation(ctx, info.Key, slot.Generation)
 	}
@@ -72,11 +66,7 @@ func (l *Ledger) beginReady(ctx context.Context, info upload.Info, slot upload.S
 	item["status"], item["expiresAt"] = str(string(upload.StateReady)), epoch(now.Add(l.doneTTL()))
 	item["full"] = numSet(0)
 	item["duePart"], item["dueAt"] = str(duePartition), millis(now.Add(l.redriveAfter()))
-	_, err := l.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(l.Table), Item: item,
-		ConditionExpression: aws.String(cond), ExpressionAttributeNames: names(cond),
-		ExpressionAttributeValues: vals,
-	})
+	err := l.put(ctx, item, cond, vals)
 	if isConditionFailed(err) {
 		meta, err := l.getMeta(ctx, info.Key)
 		if err == nil && meta != nil && getS(meta, "gen") == slot.Generation {

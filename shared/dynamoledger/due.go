@@ -84,10 +84,7 @@ func (l *Ledger) Restore(ctx context.Context, old map[string]types.AttributeValu
 	item["updated"], item["expiresAt"] = millis(now), epoch(now.Add(l.doneTTL()))
 	item["duePart"], item["dueAt"] = str(duePartition), millis(now)
 	const cond = "attribute_not_exists(#pk)"
-	_, err := l.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(l.Table), Item: item,
-		ConditionExpression: aws.String(cond), ExpressionAttributeNames: names(cond),
-	})
+	err := l.put(ctx, item, cond, nil)
 	if isConditionFailed(err) {
 		return false, nil
 	}

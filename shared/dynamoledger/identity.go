@@ -89,11 +89,7 @@ func (l *Ledger) claimIdentity(ctx context.Context, info upload.Info, known *ide
 		case cur.holder != "": // written before claims had tokens
 			cond, vals = "#uploadKey = :holder AND attribute_not_exists(#claim)", values{":holder": str(cur.holder)}
 		}
-		_, err := l.Client.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(l.Table), Item: item,
-			ConditionExpression: aws.String(cond), ExpressionAttributeNames: names(cond),
-			ExpressionAttributeValues: vals,
-		})
+		err := l.put(ctx, item, cond, vals)
 		if err == nil {
 			return nil
 		}

@@ -102,18 +102,12 @@ func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Durati
 	// re-drive when its lease runs out.
 	const set = "SET #status = :assembling, #owner = :owner, #leaseUntil = :until, #updated = :now, #expiresAt = :exp, #dueAt = :until ADD #attempts :one"
 	const cond = "#status = :ready OR (#status = :assembling AND (#owner = :owner OR #leaseUntil < :now))"
-	out, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression:         aws.String(set),
-		ConditionExpression:      aws.String(cond),
-		ExpressionAttributeNames: names(set, cond),
-		ExpressionAttributeValues: values{
-			":assembling": str(string(upload.StateAssembling)), ":ready": str(string(upload.StateReady)),
-			":owner": str(owner), ":until": millis(now.Add(lease)), ":now": millis(now),
-			":exp": epoch(now.Add(lease + l.doneTTL())), ":one": num(1),
-		},
-		ReturnValues: types.ReturnValueAllNew,
-	})
+	vals := values{
+		":assembling": str(string(upload.StateAssembling)), ":ready": str(string(upload.StateReady)),
+		":owner": str(owner), ":until": millis(now.Add(lease)), ":now": millis(now),
+		":exp": epoch(now.Add(lease + l.doneTTL())), ":one": num(1),
+	}
+	meta, err := l.updateReturning(ctx, metaKey(key), set, cond, vals, types.ReturnValueAllNew)
 	if isConditionFailed(err) {
 		rec, err := l.Get(ctx, key)
 		if err != nil {
@@ -124,7 +118,7 @@ func (l *Ledger) Claim(ctx context.Context, key, owner string, lease time.Durati
 	if err != nil {
 		return upload.Record{}, fmt.Errorf("dynamoledger: claim: %w", err)
 	}
-	return toRecord(out.Attributes), nil
+	return toRecord(meta), nil
 }
 
 // Complete implements upload.Ledger.
@@ -164,11 +158,7 @@ func (l *Ledger) Fail(ctx context.Context, key, owner, reason string) error {
 func (l *Ledger) finish(ctx context.Context, key, owner string, to upload.State, set string, vals values) error {
 	const cond = "#status = :assembling AND #owner = :owner"
 	vals[":assembling"], vals[":owner"] = str(string(upload.StateAssembling)), str(owner)
-	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression: aws.String(set), ConditionExpression: aws.String(cond),
-		ExpressionAttributeNames: names(set, cond), ExpressionAttributeValues: vals,
-	})
+	err := l.update(ctx, metaKey(key), set, cond, vals)
 	if isConditionFailed(err) {
 		rec, err := l.Get(ctx, key)
 		if err != nil {
@@ -190,11 +180,7 @@ func (l *Ledger) MarkPublished(ctx context.Context, key string) error {
 	// Nothing is owed any more: out of the re-drive's index.
 	const set = "SET #published = :true REMOVE " + removeDue
 	const cond = "attribute_exists(#pk)"
-	_, err := l.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(l.Table), Key: metaKey(key),
-		UpdateExpression: aws.String(set), ConditionExpression: aws.String(cond),
-		ExpressionAttributeNames: names(set, cond), ExpressionAttributeValues: values{":true": boolean(true)},
-	})
+	err := l.update(ctx, metaKey(key), set, cond, values{":true": boolean(true)})
 	if isConditionFailed(err) {
 		return upload.ErrNotFound
 	}
