@@ -16,16 +16,9 @@ type genCache struct {
 
 // genEntry is a generation and the record's updated time when it was read,
 // or the time of a write of ours that was conditioned on it.
-//
-// absent marks instead that Lookup found no live record, and ident is the
-// identity item as it read it then: the state Count's claim of the identity
-// expects (a hint that saves a read, never trusted: the claim is a swap that
-// fails if the item changed).
 type genEntry struct {
 	gen     string
 	updated time.Time
-	absent  bool
-	ident   identity
 }
 
 const genCacheMax = 10_000

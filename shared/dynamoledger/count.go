@@ -66,7 +66,7 @@ func (l *Ledger) Count(ctx context.Context, info upload.Info, n int, slot upload
 // (countIn's touch revives it, and TTL never deletes an item whose expiry
 // was moved past the present); one past its age limit does not.
 func (l *Ledger) generation(ctx context.Context, key, gen string) (genEntry, error) {
-	if g, ok := l.gens.get(key); ok && !g.absent && g.gen == gen {
+	if g, ok := l.gens.get(key); ok && g.gen == gen {
 		return g, nil
 	}
 	meta, err := l.getMeta(ctx, key)

@@ -20,11 +20,7 @@ import (
 // If another request created a record first, it returns errStale, unless
 // that record is of slot's generation (another request of this process).
 func (l *Ledger) begin(ctx context.Context, info upload.Info, slot upload.Slot) (genEntry, error) {
-	var hint *identity
-	if g, ok := l.gens.get(info.Key); ok && g.absent {
-		hint = &g.ident
-	}
-	if err := l.claimIdentity(ctx, info, hint); err != nil {
+	if err := l.claimIdentity(ctx, info); err != nil {
 		return genEntry{}, err
 	}
 	now := l.now()
@@ -45,18 +41,13 @@ func (l *Ledger) begin(ctx context.Context, info upload.Info, slot upload.Slot) 
 // is durable: ready at once, with one write and no shard item. No identity
 // claim is written either: only a receiving upload holds its identifier, and
 // this one is never receiving; the check that another receiving upload
-// holds it (409) is a read, done by Lookup moments ago or here. It reports
+// holds it (409) is a read of the identity item, here as in Lookup. It reports
 // whether this call made the upload ready; a record another request created
 // first is errStale (or errPast when it is of this generation).
 func (l *Ledger) beginReady(ctx context.Context, info upload.Info, slot upload.Slot) (bool, error) {
-	id := (*identity)(nil)
-	if g, ok := l.gens.get(info.Key); ok && g.absent {
-		id = &g.ident
-	} else {
-		var err error
-		if id, err = l.readIdentity(ctx, upload.IdentityKey(info.Namespace, info.Identifier)); err != nil {
-			return false, err
-		}
+	id, err := l.readIdentity(ctx, upload.IdentityKey(info.Namespace, info.Identifier))
+	if err != nil {
+		return false, err
 	}
 	if err := l.checkHolder(ctx, info, *id); err != nil {
 		return false, err
@@ -66,7 +57,7 @@ func (l *Ledger) beginReady(ctx context.Context, info upload.Info, slot upload.S
 	item["status"], item["expiresAt"] = str(string(upload.StateReady)), epoch(now.Add(l.doneTTL()))
 	item["full"] = numSet(0)
 	item["duePart"], item["dueAt"] = str(duePartition), millis(now.Add(l.redriveAfter()))
-	err := l.put(ctx, item, cond, vals)
+	err = l.put(ctx, item, cond, vals)
 	if isConditionFailed(err) {
 		meta, err := l.getMeta(ctx, info.Key)
 		if err == nil && meta != nil && getS(meta, "gen") == slot.Generation {

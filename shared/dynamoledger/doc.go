@@ -88,10 +88,10 @@
 // service's check before storing) is one BatchGetItem of two items, META and
 // the chunk's shard, and of the identity item too until the process has seen
 // the record; it also fills the generation cache. The first chunk adds the
-// record's creation (two conditional puts: identity, META; Lookup's reads
-// serve as the check before them), and the first write to a shard left by an
-// older generation adds a read and a put. META grows by a few bytes per
-// shard. A file of one chunk is counted with one write in all (its record,
-// born ready); with its claim, result and the mark that its event went out,
-// it costs four.
+// record's creation: a read of the identity item (the state its claim swaps
+// from) and two conditional puts (identity, META). The first write to a
+// shard left by an older generation adds a read and a put. META grows by a
+// few bytes per shard. A file of one chunk is counted with one write in all
+// (its record, born ready, after a read of the identity item); with its
+// claim, result and the mark that its event went out, it costs four.
 package dynamoledger

@@ -54,20 +54,14 @@ func (l *Ledger) readIdentity(ctx context.Context, key string) (*identity, error
 }
 
 // claimIdentity points the identity item at this upload, unless another
-// upload still receiving holds it (ErrConflict). known, if set, is the item
-// as Lookup read it, saving the first read; it serves only as the expected
-// state of the swap, so if the item changed since, the swap fails and the
-// item is read again.
-func (l *Ledger) claimIdentity(ctx context.Context, info upload.Info, known *identity) error {
+// upload still receiving holds it (ErrConflict). It reads the item and swaps
+// it on what it read; a swap that loses to another claim reads it again.
+func (l *Ledger) claimIdentity(ctx context.Context, info upload.Info) error {
 	key := upload.IdentityKey(info.Namespace, info.Identifier)
 	for range 8 {
-		cur := known
-		known = nil
-		if cur == nil {
-			var err error
-			if cur, err = l.readIdentity(ctx, key); err != nil {
-				return err
-			}
+		cur, err := l.readIdentity(ctx, key)
+		if err != nil {
+			return err
 		}
 		now := l.now()
 		if cur.holder == info.Key && now.Before(cur.claimedAt.Add(claimGrace/2)) {
@@ -89,7 +83,7 @@ func (l *Ledger) claimIdentity(ctx context.Context, info upload.Info, known *ide
 		case cur.holder != "": // written before claims had tokens
 			cond, vals = "#uploadKey = :holder AND attribute_not_exists(#claim)", values{":holder": str(cur.holder)}
 		}
-		err := l.put(ctx, item, cond, vals)
+		err = l.put(ctx, item, cond, vals)
 		if err == nil {
 			return nil
 		}

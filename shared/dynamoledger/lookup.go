@@ -17,7 +17,7 @@ import (
 
 // Lookup reads the record and chunk n's shard in one request, and the
 // identity item too when this process has not seen the upload receiving (a
-// new upload needs it for the identity check, and Count for its creation).
+// new upload needs it for the identity check).
 func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.Slot, error) {
 	for range 2 { // a refresh that finds the record changed looks again
 		slot, err := l.lookup(ctx, info, n)
@@ -31,8 +31,7 @@ func (l *Ledger) Lookup(ctx context.Context, info upload.Info, n int) (upload.Sl
 func (l *Ledger) lookup(ctx context.Context, info upload.Info, n int) (upload.Slot, error) {
 	k := l.shardOf(n)
 	keys := []map[string]types.AttributeValue{metaKey(info.Key), shardKey(info.Key, k)}
-	g, ok := l.gens.get(info.Key)
-	seen := ok && !g.absent
+	_, seen := l.gens.get(info.Key)
 	if !seen {
 		keys = append(keys, identKey(upload.IdentityKey(info.Namespace, info.Identifier)))
 	}
@@ -70,6 +69,8 @@ func (l *Ledger) lookup(ctx context.Context, info upload.Info, n int) (upload.Sl
 // the dead one, or nil): a fresh generation, once the identity check has
 // passed. id is the identity item if it was read with meta.
 func (l *Ledger) newSlot(ctx context.Context, info upload.Info, meta map[string]types.AttributeValue, id *identity) (upload.Slot, error) {
+	// Whatever the cache holds of the upload is a generation that is gone.
+	l.gens.forget(info.Key)
 	if id == nil {
 		var err error
 		if id, err = l.readIdentity(ctx, upload.IdentityKey(info.Namespace, info.Identifier)); err != nil {
@@ -77,12 +78,8 @@ func (l *Ledger) newSlot(ctx context.Context, info upload.Info, meta map[string]
 		}
 	}
 	if err := l.checkHolder(ctx, info, *id); err != nil {
-		l.gens.forget(info.Key)
 		return upload.Slot{}, err
 	}
-	// Count follows if the chunk is stored: it can claim the identity
-	// straight away, its current state in hand.
-	l.gens.put(info.Key, genEntry{absent: true, ident: *id})
 	slot := upload.Slot{State: upload.StateUnknown, New: true, Generation: newGeneration()}
 	if meta != nil {
 		slot.Replaces = getS(meta, "gen")
