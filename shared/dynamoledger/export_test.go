@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Test hooks. The shard size is unexported because production always uses
@@ -18,6 +19,10 @@ const DefaultShardSize = defaultShardSize
 // SetShardSize makes l group chunks into shards of n (0: the default). Every
 // ledger on one table must use the same size.
 func SetShardSize(l *Ledger, n int) { l.shardSize = n }
+
+// RecordKey is the key of upload key's record item, for tests that read the
+// item as it is stored.
+func RecordKey(key string) map[string]types.AttributeValue { return metaKey(key) }
 
 // RemoveExpired deletes the upload's record as DynamoDB's TTL deletes an
 // expired one, if it was not updated since before (nor within the time a

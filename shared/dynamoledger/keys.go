@@ -2,6 +2,7 @@ package dynamoledger
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -17,6 +18,35 @@ const (
 	identPK  = "I#"
 	shardSK  = "S#"
 )
+
+// Kind is which of the ledger's items a key names.
+type Kind string
+
+// The kinds of item in the table (see the package doc).
+const (
+	KindRecord   Kind = "record"   // an upload's record, META
+	KindShard    Kind = "shard"    // a shard of an upload's counted chunks
+	KindIdentity Kind = "identity" // the claim of an identifier in a namespace
+)
+
+// KindOf tells which of the ledger's items an item, or its key, is by its
+// sort key: "" if none of them. Code outside the package that needs to tell
+// the items apart (fault injection, stand-ins of the stream) asks it rather
+// than knowing the key values.
+func KindOf(item map[string]types.AttributeValue) Kind {
+	sk, _ := item["sk"].(*types.AttributeValueMemberS)
+	switch {
+	case sk == nil:
+		return ""
+	case sk.Value == metaSK:
+		return KindRecord
+	case sk.Value == identSK:
+		return KindIdentity
+	case strings.HasPrefix(sk.Value, shardSK):
+		return KindShard
+	}
+	return ""
+}
 
 // defaultShardSize is how many chunks one shard item holds. 128 chunk
 // numbers of up to 6 digits take 4 bytes each, so a shard item stays well

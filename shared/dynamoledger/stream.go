@@ -38,12 +38,24 @@ func ReadChange(r events.DynamoDBEventRecord) (c Change, ok bool) {
 		return Change{}, false
 	}
 	c.Image = FromStreamImage(img)
-	if getS(c.Image, "sk") != metaSK {
+	if KindOf(c.Image) != KindRecord {
 		return Change{}, false
 	}
 	c.Key, c.Generation = getS(c.Image, "key"), getS(c.Image, "gen")
 	c.State = upload.State(getS(c.Image, "status"))
 	return c, true
+}
+
+// ReadyImage is the new image of the stream record of upload key's record
+// turning ready, with what the stream's filter and ReadChange read of it:
+// its sort key, key and status. It is for stand-ins of the stream (bench,
+// tests), which have the key but not the rest of the record.
+func ReadyImage(key string) map[string]events.DynamoDBAttributeValue {
+	return map[string]events.DynamoDBAttributeValue{
+		"sk":     events.NewStringAttribute(metaSK),
+		"key":    events.NewStringAttribute(key),
+		"status": events.NewStringAttribute(string(upload.StateReady)),
+	}
 }
 
 // FromStreamImage converts a stream image to the SDK's attribute values.
