@@ -25,10 +25,10 @@ import (
 	"github.com/flowgate/flowgate/internal/proc"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
 	"github.com/flowgate/flowgate/shared/config"
+	"github.com/flowgate/flowgate/shared/dynamoledger"
 	"github.com/flowgate/flowgate/shared/localserver"
 	"github.com/flowgate/flowgate/shared/publish"
 	"github.com/flowgate/flowgate/shared/streamassemble"
-	"github.com/flowgate/flowgate/shared/upload"
 )
 
 // The benchmark re-executes its own binary to run servers as processes of
@@ -309,11 +309,7 @@ func (q *readyQueue) event(key string) events.DynamoDBEvent {
 		EventName: "MODIFY",
 		Change: events.DynamoDBStreamRecord{
 			SequenceNumber: strconv.FormatInt(seq, 10),
-			NewImage: map[string]events.DynamoDBAttributeValue{
-				"sk":     events.NewStringAttribute("META"),
-				"key":    events.NewStringAttribute(key),
-				"status": events.NewStringAttribute(string(upload.StateReady)),
-			},
+			NewImage:       dynamoledger.ReadyImage(key),
 		},
 	}}}
 }

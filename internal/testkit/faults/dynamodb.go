@@ -25,17 +25,15 @@ type DynamoDB struct {
 
 type ddbopt = func(*dynamodb.Options)
 
-// itemKind tells a META, shard or ID item from its key attributes.
+// itemKind names the ledger's item a call is about, by its key or item, as
+// the steps above do.
 func itemKind(m map[string]types.AttributeValue) string {
-	sk, _ := m["sk"].(*types.AttributeValueMemberS)
-	switch {
-	case sk == nil:
-		return "?"
-	case sk.Value == "META":
+	switch dynamoledger.KindOf(m) {
+	case dynamoledger.KindRecord:
 		return "META"
-	case sk.Value == "ID":
+	case dynamoledger.KindIdentity:
 		return "ID"
-	case strings.HasPrefix(sk.Value, "S#"):
+	case dynamoledger.KindShard:
 		return "shard"
 	}
 	return "?"
