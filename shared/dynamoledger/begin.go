@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/flowgate/flowgate/shared/upload"
@@ -135,29 +132,9 @@ func (l *Ledger) Peek(ctx context.Context, key string) (upload.Record, error) {
 
 // CheckDue implements upload.Beginner with one query of the due index.
 func (l *Ledger) CheckDue(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	const cond = "#duePart = :check AND #dueAt <= :now"
-	in := &dynamodb.QueryInput{
-		TableName: aws.String(l.Table), IndexName: aws.String(DueIndex),
-		KeyConditionExpression:    aws.String(cond),
-		ExpressionAttributeNames:  names(cond),
-		ExpressionAttributeValues: values{":check": str(checkPartition), ":now": millis(now)},
-		Limit:                     aws.Int32(int32(min(limit, 1000))),
-	}
-	var keys []string
-	for len(keys) < limit {
-		out, err := l.Client.Query(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("dynamoledger: query uploads due for a check: %w", err)
-		}
-		for _, it := range out.Items {
-			if key, ok := strings.CutPrefix(getS(it, "pk"), uploadPK); ok && len(keys) < limit {
-				keys = append(keys, key)
-			}
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			break
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+	keys, err := l.dueIn(ctx, checkPartition, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("dynamoledger: query uploads due for a check: %w", err)
 	}
 	return keys, nil
 }

@@ -36,21 +36,29 @@ const (
 // Overdue returns the keys of uploads whose work is owed and due before
 // now, oldest first, at most limit of them.
 func (l *Ledger) Overdue(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	const cond = "#duePart = :duePart AND #dueAt <= :now"
+	keys, err := l.dueIn(ctx, duePartition, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("dynamoledger: query owed uploads: %w", err)
+	}
+	return keys, nil
+}
+
+// dueIn queries the due index's partition part for the keys of the uploads
+// due before now, oldest first, at most limit of them.
+func (l *Ledger) dueIn(ctx context.Context, part string, now time.Time, limit int) ([]string, error) {
+	const cond = "#duePart = :part AND #dueAt <= :now"
 	in := &dynamodb.QueryInput{
 		TableName: aws.String(l.Table), IndexName: aws.String(DueIndex),
-		KeyConditionExpression:   aws.String(cond),
-		ExpressionAttributeNames: names(cond),
-		ExpressionAttributeValues: values{
-			":duePart": str(duePartition), ":now": millis(now),
-		},
-		Limit: aws.Int32(int32(min(limit, 1000))),
+		KeyConditionExpression:    aws.String(cond),
+		ExpressionAttributeNames:  names(cond),
+		ExpressionAttributeValues: values{":part": str(part), ":now": millis(now)},
+		Limit:                     aws.Int32(int32(min(limit, 1000))),
 	}
 	var keys []string
 	for len(keys) < limit {
 		out, err := l.Client.Query(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("dynamoledger: query owed uploads: %w", err)
+			return nil, err
 		}
 		for _, it := range out.Items {
 			if key, ok := strings.CutPrefix(getS(it, "pk"), uploadPK); ok && len(keys) < limit {
