@@ -10,12 +10,13 @@
 //	    key, gen, status ("receiving" | "ready" | "assembling" | "complete" | "failed"),
 //	    total, shards, full (NS), size, chunkSize, ns, ident, name, rel, ctype,
 //	    created, updated (unix ms), expiresAt (unix s),
-//	    owner, leaseUntil (unix ms), loc, bucket, object, rsize, etag,
-//	    crc, rtype, rdisp (the finished file's checksum and how it is served), error, published
+//	    owner, leaseUntil (unix ms), attempts, lastError, loc, bucket, object, rsize, etag,
+//	    crc, rtype, rdisp (the finished file's checksum and how it is served), error, published,
+//	    duePart, dueAt (unix ms; the due index, see due.go and begin.go)
 //	pk=U#<upload key>  sk=S#<shard k, 6 digits>   one per 128 chunks
 //	    gen, chunks (NS), expiresAt
 //	pk=I#<identity key>  sk=ID        one per (namespace, identifier)
-//	    uploadKey, expiresAt
+//	    uploadKey, claim, claimedAt (unix ms), expiresAt (see identity.go)
 //
 // Chunk n belongs to shard k = (n-1)/128, whose set chunks holds the numbers
 // counted so far; the last shard holds the remainder. 128 chunks a shard is
@@ -67,10 +68,10 @@
 // # The generation cache
 //
 // Step 2 is conditioned on the shard's generation, not on META's, so the
-// generation Count acts on must still be the record's. A record is deleted,
-// by DynamoDB's TTL or by Forget, only once its updated is
-// min(IdleTTL, DoneTTL) old: every write sets expiresAt at least that far
-// past updated, and Forget refuses younger records. A generation read
+// generation Count acts on must still be the record's. A record is deleted
+// only by DynamoDB's TTL, so only once its updated is min(IdleTTL, DoneTTL)
+// old: every write sets expiresAt at least that far past updated (the
+// tests' RemoveExpired refuses younger records likewise). A generation read
 // together with an updated younger than an eighth of that window is therefore
 // still the record's for the rest of it (the margin covers slow requests and
 // clocks that disagree); an older cache entry is confirmed first by a

@@ -416,7 +416,7 @@ func TestShardBoundaries(t *testing.T) {
 	}
 }
 
-// A record that expired and was removed (the sweeper's Forget, or TTL)
+// A record that expired and was removed (by TTL, or RemoveExpired here)
 // leaves shard items behind; a new record for the same key must not take
 // their chunks as counted, and replaces each when it first writes to it.
 func TestNewGenerationIgnoresOldChunks(t *testing.T) {
