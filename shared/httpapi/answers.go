@@ -1,3 +1,6 @@
+// Answering: the status and JSON body of a refusal, the request id, and the
+// writer that remembers what was answered for the log line and the metrics.
+
 package httpapi
 
 import (

@@ -1,3 +1,6 @@
+// The upload endpoints' handlers: the test GET, the chunk POST (octet body;
+// multipart.go reads the other kind) and the status GET, and who the caller is.
+
 package httpapi
 
 import (

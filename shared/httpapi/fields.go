@@ -1,3 +1,5 @@
+// Reading the protocol's fields from a query string, and a request's media type.
+
 package httpapi
 
 import (

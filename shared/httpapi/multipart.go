@@ -1,3 +1,6 @@
+// Reading a chunk POSTed as multipart/form-data: its fields, its file part and
+// what follows it, within the handler's bounds.
+
 package httpapi
 
 import (

@@ -1,3 +1,6 @@
+// What the handler reports: the Metrics it feeds and the fixed words that name
+// the reason of each refusal.
+
 package httpapi
 
 import (

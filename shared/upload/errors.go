@@ -1,3 +1,6 @@
+// The Service's errors: storage unavailable, and the client's mistakes in the
+// ledger's answer or in the chunk's body.
+
 package upload
 
 import (

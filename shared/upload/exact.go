@@ -1,3 +1,5 @@
+// The reader that makes a chunk's body exactly its declared size.
+
 package upload
 
 import "io"

@@ -1,3 +1,6 @@
+// The Service's locks within one process: per upload, per chunk, and the new
+// generation concurrent first chunks share.
+
 package upload
 
 import "sync"

@@ -1,3 +1,6 @@
+// Telling where an upload is (Status), and removing what an upload left behind
+// (Expire, DiscardOrphan).
+
 package upload
 
 import (
