@@ -26,7 +26,7 @@ func (h *Handler) fail(w *statusWriter, r *http.Request, err error) {
 	var tm *TooManyUploads
 	switch {
 	case errors.As(err, &ie):
-		w.refuse(ie.Status, "", ie.Msg)
+		w.refuse(statusOf(ie.Kind), "", ie.Msg)
 	case errors.As(err, &mbe):
 		w.refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "request body is over the size limit")
 	case errors.As(err, &tm):
@@ -40,7 +40,7 @@ func (h *Handler) fail(w *statusWriter, r *http.Request, err error) {
 }
 
 func badRequest(msg string) error {
-	return &upload.InputError{Status: http.StatusBadRequest, Msg: msg}
+	return &upload.InputError{Kind: upload.BadInput, Msg: msg}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -163,7 +163,7 @@ func (h *Handler) urls(w *statusWriter, r *http.Request) {
 		h.fail(w, r, badRequest("no chunks asked for"))
 		return
 	case len(req.Chunks) > MaxURLsPerRequest:
-		h.fail(w, r, &upload.InputError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("at most %d chunks per request", MaxURLsPerRequest)})
+		h.fail(w, r, &upload.InputError{Kind: upload.TooLarge, Msg: fmt.Sprintf("at most %d chunks per request", MaxURLsPerRequest)})
 		return
 	}
 	chunks, err := h.directChunks(w, req, ns)

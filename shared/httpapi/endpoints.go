@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -88,6 +89,7 @@ func (h *Handler) post(w *statusWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	body = overLimit(body)
 	body.Digests = c.Digests
 	end := func(ok, ready bool) {}
 	if h.Uploads != nil {
@@ -110,6 +112,34 @@ func (h *Handler) post(w *statusWriter, r *http.Request) {
 		h.Metrics.ChunkReceived(c.Size)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"chunk": c.Number, "ready": ready})
+}
+
+// overLimit gives the body-size limit's error (an *http.MaxBytesError) the
+// service's words, in the chunk's bytes and in what follows them, so that the
+// service answers it as a body over a limit rather than one it could not read.
+func overLimit(b upload.Body) upload.Body {
+	if b.Reader != nil {
+		b.Reader = overLimitReader{b.Reader}
+	}
+	if finish := b.Finish; finish != nil {
+		b.Finish = func() error { return overLimitErr(finish()) }
+	}
+	return b
+}
+
+type overLimitReader struct{ io.Reader }
+
+func (r overLimitReader) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	return n, overLimitErr(err)
+}
+
+func overLimitErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &upload.InputError{Kind: upload.TooLarge, Msg: "request body is over the size limit"}
+	}
+	return err
 }
 
 // setUpload adds the upload key, once known, to the request's log scope.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -37,8 +38,8 @@ func TestChunkChecksumFields(t *testing.T) {
 	s := sha256.Sum256(f.chunk(1))
 	b64, hx := base64.StdEncoding.EncodeToString(s[:]), hex.EncodeToString(s[:])
 
-	wantStatus(t, e.multipart(flowParts(withDigest(f.params(1), "checksumSha256", b64), damaged), nil), upload.ChecksumMismatch, "does not match its SHA-256")
-	wantStatus(t, e.octet(withDigest(f.params(1), "checksumSha256", hx), damaged), upload.ChecksumMismatch, "send it again")
+	wantStatus(t, e.multipart(flowParts(withDigest(f.params(1), "checksumSha256", b64), damaged), nil), http.StatusUnprocessableEntity, "does not match its SHA-256")
+	wantStatus(t, e.octet(withDigest(f.params(1), "checksumSha256", hx), damaged), http.StatusUnprocessableEntity, "send it again")
 	wantStatus(t, e.get("/upload", f.params(1)), 204, "")
 	// A test GET has no bytes to check: its checksum fields are not read.
 	wantStatus(t, e.get("/upload", withDigest(f.params(1), "checksumSha256", "abc")), 204, "")
@@ -73,7 +74,7 @@ func TestChecksumResumable(t *testing.T) {
 	q.Set("checksumSha256", base64.StdEncoding.EncodeToString(s[:]))
 	damaged := bytes.Clone(f.chunk(1))
 	damaged[0] ^= 1
-	wantStatus(t, e.octet(q, damaged), upload.ChecksumMismatch, "SHA-256")
+	wantStatus(t, e.octet(q, damaged), http.StatusUnprocessableEntity, "SHA-256")
 	wantStatus(t, e.octet(q, f.chunk(1)), 200, "")
 	if st := e.status(f); st.ContentType != "image/png" {
 		t.Fatalf("content type %q, want image/png", st.ContentType)

@@ -145,7 +145,7 @@ func multipartErr(err error) error {
 		// Cut off in the middle of a field: most likely in transit, so
 		// answered as the upload service answers a chunk cut short, with a
 		// status both libraries retry (see statuses.go).
-		return &upload.InputError{Status: http.StatusRequestTimeout, Msg: "the request body ended in the middle of a form field (cut off or malformed)"}
+		return &upload.InputError{Kind: upload.Interrupted, Msg: "the request body ended in the middle of a form field (cut off or malformed)"}
 	}
 	return badRequest("malformed multipart body: " + err.Error())
 }

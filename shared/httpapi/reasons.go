@@ -6,8 +6,6 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
-
-	"github.com/flowgate/flowgate/shared/upload"
 )
 
 // Metrics is what the handler reports (metrics.Metrics implements it).
@@ -51,7 +49,7 @@ func reasonFor(status int) string {
 		return "limit_exceeded"
 	case http.StatusUnsupportedMediaType:
 		return "type_not_allowed"
-	case upload.ChecksumMismatch:
+	case http.StatusUnprocessableEntity:
 		return "checksum_mismatch"
 	case http.StatusTooManyRequests:
 		return ReasonTooManyUploads

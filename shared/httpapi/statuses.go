@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/flowgate/flowgate/shared/protocol"
+	"github.com/flowgate/flowgate/shared/upload"
 )
 
 // What the two client libraries do with an answer, read from their sources
@@ -36,6 +37,29 @@ import (
 //
 // 401 stays 401 for both (its WWW-Authenticate header matters, and a page
 // whose `headers` option is a function may send a fresh token on a retry).
+
+// statusOf is the status a refusal of kind has in the API, before
+// answerStatus adapts it to the library that sent the request. A chunk
+// damaged on the way (Mismatch) gets 422, which neither library counts among
+// its permanent errors: both send it again, which is what it needs. A kind
+// this table does not know is answered as malformed input.
+func statusOf(kind upload.Kind) int {
+	switch kind {
+	case upload.BadInput:
+		return http.StatusBadRequest
+	case upload.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case upload.Unsupported:
+		return http.StatusUnsupportedMediaType
+	case upload.Mismatch:
+		return http.StatusUnprocessableEntity
+	case upload.Conflict:
+		return http.StatusConflict
+	case upload.Interrupted:
+		return http.StatusRequestTimeout
+	}
+	return http.StatusBadRequest
+}
 
 // answerStatus is the status that tells library what status means in the
 // API.

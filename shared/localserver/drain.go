@@ -114,7 +114,7 @@ func (r *idleReader) Read(p []byte) (int, error) {
 	r.rc.SetReadDeadline(time.Now().Add(r.idle))
 	n, err := r.ReadCloser.Read(p)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = &upload.InputError{Status: http.StatusRequestTimeout, Msg: "request body stalled for more than " + r.idle.String()}
+		err = &upload.InputError{Kind: upload.Interrupted, Msg: "request body stalled for more than " + r.idle.String()}
 	}
 	return n, err
 }

@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"errors"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -133,7 +132,7 @@ func TestDetect(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			d, err := Detect(keys(c.q), queryGet(c.q))
 			if c.errPart != "" {
-				wantRefusal(t, err, http.StatusBadRequest, c.errPart)
+				wantRefusal(t, err, upload.BadInput, c.errPart)
 				return
 			}
 			if err != nil || d != c.want {
@@ -147,21 +146,21 @@ func TestDetect(t *testing.T) {
 func TestResumableMessages(t *testing.T) {
 	cases := []struct {
 		q       url.Values
-		status  int
+		kind    upload.Kind
 		errPart string
 	}{
-		{without(resumableQuery("up_"), "up_resumableIdentifier"), 400, "missing up_resumableIdentifier"},
-		{without(resumableQuery(""), "resumableTotalChunks"), 400, "missing resumableTotalChunks"},
-		{with(resumableQuery(""), "resumableCurrentChunkSize", "5"), 400, "resumableCurrentChunkSize is 5"},
-		{with(resumableQuery(""), "resumableFilename", "../x"), 400, "resumableFilename must be a name"},
-		{with(resumableQuery(""), "resumableRelativePath", "../x"), 400, "resumableRelativePath must not contain"},
-		{with(resumableQuery(""), "resumableType", "image/\x01"), 400, "resumableType must not contain control"},
-		{with(resumableQuery(""), "resumableType", strings.Repeat("t", MaxTypeBytes+1)), 400, "resumableType is longer"},
-		{with(resumableQuery(""), "resumableTotalSize", "99999999999999"), 413, "over the limit"},
+		{without(resumableQuery("up_"), "up_resumableIdentifier"), upload.BadInput, "missing up_resumableIdentifier"},
+		{without(resumableQuery(""), "resumableTotalChunks"), upload.BadInput, "missing resumableTotalChunks"},
+		{with(resumableQuery(""), "resumableCurrentChunkSize", "5"), upload.BadInput, "resumableCurrentChunkSize is 5"},
+		{with(resumableQuery(""), "resumableFilename", "../x"), upload.BadInput, "resumableFilename must be a name"},
+		{with(resumableQuery(""), "resumableRelativePath", "../x"), upload.BadInput, "resumableRelativePath must not contain"},
+		{with(resumableQuery(""), "resumableType", "image/\x01"), upload.BadInput, "resumableType must not contain control"},
+		{with(resumableQuery(""), "resumableType", strings.Repeat("t", MaxTypeBytes+1)), upload.BadInput, "resumableType is longer"},
+		{with(resumableQuery(""), "resumableTotalSize", "99999999999999"), upload.TooLarge, "over the limit"},
 	}
 	for _, c := range cases {
 		_, _, err := parse(t, c.q)
-		wantRefusal(t, err, c.status, c.errPart)
+		wantRefusal(t, err, c.kind, c.errPart)
 	}
 	// An empty type (a file the browser knows no type for) is fine.
 	if _, _, err := parse(t, with(resumableQuery(""), "resumableType", "")); err != nil {
@@ -230,11 +229,11 @@ func mix(a, b url.Values, part string) url.Values {
 	return r
 }
 
-func wantRefusal(t *testing.T, err error, status int, part string) {
+func wantRefusal(t *testing.T, err error, kind upload.Kind, part string) {
 	t.Helper()
 	var ie *upload.InputError
-	if !errors.As(err, &ie) || ie.Status != status {
-		t.Fatalf("error %v, want a %d InputError", err, status)
+	if !errors.As(err, &ie) || ie.Kind != kind {
+		t.Fatalf("error %v, want a %s InputError", err, kind)
 	}
 	if !strings.Contains(ie.Msg, part) {
 		t.Fatalf("error %q does not say %q", ie.Msg, part)

@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"errors"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -76,8 +75,8 @@ func FuzzParseUpload(f *testing.F) {
 
 func checkRefusal(t *testing.T, err error) {
 	var ie *upload.InputError
-	if !errors.As(err, &ie) || (ie.Status != http.StatusBadRequest && ie.Status != http.StatusRequestEntityTooLarge) || ie.Msg == "" {
-		t.Fatalf("refusal %v is not a 400/413 InputError", err)
+	if !errors.As(err, &ie) || (ie.Kind != upload.BadInput && ie.Kind != upload.TooLarge) || ie.Msg == "" {
+		t.Fatalf("refusal %v is not a BadInput/TooLarge InputError", err)
 	}
 	if !utf8.ValidString(ie.Msg) {
 		t.Fatalf("error message is not UTF-8: %q", ie.Msg)

@@ -8,7 +8,6 @@ package protocol
 
 import (
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"unicode"
@@ -328,9 +327,9 @@ func clip(s string) string {
 }
 
 func bad(format string, args ...any) error {
-	return &upload.InputError{Status: http.StatusBadRequest, Msg: fmt.Sprintf(format, args...)}
+	return &upload.InputError{Kind: upload.BadInput, Msg: fmt.Sprintf(format, args...)}
 }
 
 func tooLarge(format string, args ...any) error {
-	return &upload.InputError{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf(format, args...)}
+	return &upload.InputError{Kind: upload.TooLarge, Msg: fmt.Sprintf(format, args...)}
 }

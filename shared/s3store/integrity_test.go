@@ -200,7 +200,7 @@ func TestMismatchedChunkNeverLands(t *testing.T) {
 	bad[len(bad)-1] ^= 1
 	_, err = svc.Put(ctx, f.rec.Info, 2, upload.Body{Reader: bytes.NewReader(bad), Digests: upload.Digests{SHA256: sum[:]}})
 	var ie *upload.InputError
-	if !errors.As(err, &ie) || ie.Status != upload.ChecksumMismatch {
+	if !errors.As(err, &ie) || ie.Kind != upload.Mismatch {
 		t.Fatalf("damaged chunk: %v, want 422", err)
 	}
 	if keys := awstestKeys(t, e, "staging/"); len(keys) != 0 {

@@ -337,11 +337,12 @@ type Publisher interface {
 	Publish(ctx context.Context, ev Event) error
 }
 
-// InputError is a problem with what the client sent. Status is the HTTP status
-// to answer with (400, 409, 413 ...), Msg a short explanation for the client.
+// InputError is a problem with what the client sent: Kind says which, in the
+// service's words (the HTTP layer chooses the status for each), Msg explains
+// it to the client in a sentence.
 type InputError struct {
-	Status int
-	Msg    string
+	Kind Kind
+	Msg  string
 }
 
 func (e *InputError) Error() string { return e.Msg }

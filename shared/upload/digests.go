@@ -9,7 +9,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"net/http"
 
 	"github.com/flowgate/flowgate/shared/checksum"
 )
@@ -26,12 +25,6 @@ type Digests struct {
 
 // Empty reports whether no digest was given.
 func (d Digests) Empty() bool { return d.SHA256 == nil && d.CRC32C == nil && d.CRC64NVME == nil }
-
-// ChecksumMismatch is the status of a chunk whose bytes do not match the
-// digest its client sent. 422 is retried by flow.js and by Resumable.js
-// alike (neither counts it among its permanent errors), which is what a
-// chunk damaged in transit needs: to be sent again.
-const ChecksumMismatch = http.StatusUnprocessableEntity
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -95,7 +88,7 @@ func (v *verifier) add(p []byte) {
 func (v *verifier) check() error {
 	v.done = true
 	mismatch := func(field, sent, got string) error {
-		return &InputError{Status: ChecksumMismatch, Msg: fmt.Sprintf(
+		return &InputError{Kind: Mismatch, Msg: fmt.Sprintf(
 			"chunk %d does not match its %s (sent %s, received bytes give %s): it was damaged on the way; send it again", v.n, field, sent, got)}
 	}
 	if v.sha != nil {

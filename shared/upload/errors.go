@@ -7,17 +7,61 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"strconv"
 )
 
 // ErrUnavailable marks a failure of storage or the ledger: not the client's
-// fault, worth a retry. The HTTP layer answers it with 503, which flow.js
-// retries instead of failing the file.
+// fault, worth a retry (the HTTP layer answers it with 503, which flow.js
+// retries instead of failing the file).
 var ErrUnavailable = errors.New("storage unavailable")
+
+// Kind is what is wrong with a refused request.
+type Kind int
+
+const (
+	// BadInput: fields that are malformed or do not add up, or a body that
+	// is not the declared chunk; sending it again cannot help.
+	BadInput Kind = iota + 1
+	// TooLarge: over a limit (the file's size, the chunk's, their count,
+	// the body's).
+	TooLarge
+	// Unsupported: a file of a type or name the site does not take.
+	Unsupported
+	// Mismatch: the chunk's bytes do not match the checksum its client sent:
+	// damaged on the way, worth sending again.
+	Mismatch
+	// Conflict: the identifier belongs to another upload in progress, with
+	// another size or chunking.
+	Conflict
+	// Interrupted: the body was cut off or stalled, most likely in transit:
+	// worth sending again.
+	Interrupted
+)
+
+// Kinds lists every Kind, for a layer that must answer each.
+func Kinds() []Kind { return []Kind{BadInput, TooLarge, Unsupported, Mismatch, Conflict, Interrupted} }
+
+func (k Kind) String() string {
+	switch k {
+	case BadInput:
+		return "bad input"
+	case TooLarge:
+		return "too large"
+	case Unsupported:
+		return "unsupported"
+	case Mismatch:
+		return "checksum mismatch"
+	case Conflict:
+		return "conflict"
+	case Interrupted:
+		return "interrupted"
+	}
+	return "kind " + strconv.Itoa(int(k))
+}
 
 func ledgerErr(err error) error {
 	if errors.Is(err, ErrConflict) {
-		return &InputError{Status: http.StatusConflict, Msg: ErrConflict.Error()}
+		return &InputError{Kind: Conflict, Msg: ErrConflict.Error()}
 	}
 	var ie *InputError
 	if errors.As(err, &ie) {
@@ -37,25 +81,21 @@ func finish(b Body) error {
 }
 
 // bodyErr turns a problem reading the request into the answer for it. An
-// *InputError or a body-size limit from the HTTP layer keeps its meaning.
+// *InputError from the layer that reads the request (its body-size limit,
+// a stalled body) keeps its meaning.
 func bodyErr(err error) error {
 	var ie *InputError
 	if errors.As(err, &ie) {
 		return err
 	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return &InputError{Status: http.StatusRequestEntityTooLarge, Msg: "request body is over the size limit"}
-	}
 	if errors.Is(err, errTooLong) || errors.Is(err, errTooShort) {
-		return &InputError{Status: http.StatusBadRequest, Msg: err.Error()}
+		return &InputError{Kind: BadInput, Msg: err.Error()}
 	}
-	// A body cut off is most likely a network problem: 408, which flow.js
-	// and Resumable.js both retry (Resumable.js gives up on a 400).
+	// A body cut off is most likely a network problem, worth a retry.
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return &InputError{Status: http.StatusRequestTimeout, Msg: "the request body ended before the chunk did (cut off or malformed)"}
+		return &InputError{Kind: Interrupted, Msg: "the request body ended before the chunk did (cut off or malformed)"}
 	}
-	return &InputError{Status: http.StatusBadRequest, Msg: "could not read the chunk: " + err.Error()}
+	return &InputError{Kind: BadInput, Msg: "could not read the chunk: " + err.Error()}
 }
 
 var (

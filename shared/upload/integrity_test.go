@@ -41,7 +41,7 @@ func TestChunkDigestsChecked(t *testing.T) {
 			d.CRC64NVME = &c
 		}
 		_, err := e.svc.Put(ctx, in, 2, upload.Body{Reader: bytes.NewReader(corrupt), Digests: d})
-		svcWantInputError(t, err, upload.ChecksumMismatch, alg+" mismatch")
+		svcWantInputError(t, err, upload.Mismatch, alg+" mismatch")
 		if e.counted(t, in, 2) {
 			t.Fatalf("%s: a chunk that does not match its digest was counted", alg)
 		}
@@ -75,7 +75,7 @@ func TestEmptyChunkDigest(t *testing.T) {
 	e := newSvcEnv(t)
 	in := svcInfo("empty-digest", 0, 4096)
 	_, err := e.svc.Put(ctx, in, 1, upload.Body{Reader: bytes.NewReader(nil), Digests: upload.Digests{SHA256: sha([]byte("x"))}})
-	svcWantInputError(t, err, upload.ChecksumMismatch, "empty chunk, wrong digest")
+	svcWantInputError(t, err, upload.Mismatch, "empty chunk, wrong digest")
 	if _, err := os.Stat(e.stagingPath(in.Key)); err == nil {
 		t.Fatal("a refused empty chunk left a staging file")
 	}

@@ -3,7 +3,6 @@ package upload
 import (
 	"fmt"
 	"mime"
-	"net/http"
 	"path"
 	"strings"
 )
@@ -189,7 +188,7 @@ func (a AllowList) CheckType(contentType string) error {
 // refuse is 415, which flow.js and Resumable.js both take as final: the
 // file fails at once, with this message.
 func (a AllowList) refuse(why string) error {
-	return &InputError{Status: http.StatusUnsupportedMediaType, Msg: why + " (allowed: " + a.String() + ")"}
+	return &InputError{Kind: Unsupported, Msg: why + " (allowed: " + a.String() + ")"}
 }
 
 func clipName(s string) string {

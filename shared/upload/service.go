@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 
 	"github.com/flowgate/flowgate/shared/logctx"
 )
@@ -213,7 +212,7 @@ func (s *Service) discard(ctx context.Context, key, gen, why string) {
 // not exist.
 func checkChunk(info Info, n int) error {
 	if n < 1 || n > info.TotalChunks {
-		return &InputError{Status: http.StatusBadRequest, Msg: fmt.Sprintf("chunk %d is outside 1..%d", n, info.TotalChunks)}
+		return &InputError{Kind: BadInput, Msg: fmt.Sprintf("chunk %d is outside 1..%d", n, info.TotalChunks)}
 	}
 	return nil
 }

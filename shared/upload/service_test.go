@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,14 +146,14 @@ func (e *svcEnv) assemble(t *testing.T, key string) []byte {
 	return b
 }
 
-func svcWantInputError(t *testing.T, err error, status int, what string) {
+func svcWantInputError(t *testing.T, err error, kind upload.Kind, what string) {
 	t.Helper()
 	var ie *upload.InputError
 	if !errors.As(err, &ie) {
-		t.Fatalf("%s: err %v, want *upload.InputError %d", what, err, status)
+		t.Fatalf("%s: err %v, want *upload.InputError %s", what, err, kind)
 	}
-	if ie.Status != status {
-		t.Fatalf("%s: status %d (%s), want %d", what, ie.Status, ie.Msg, status)
+	if ie.Kind != kind {
+		t.Fatalf("%s: kind %s (%s), want %s", what, ie.Kind, ie.Msg, kind)
 	}
 }
 
@@ -181,26 +180,27 @@ func TestPutBodyMustBeExact(t *testing.T) {
 	chunk := bytes.Repeat([]byte("a"), 10)
 
 	bad := []struct {
-		name   string
-		r      io.Reader
-		status int
+		name string
+		r    io.Reader
+		kind upload.Kind
 	}{
-		{"shorter", bytes.NewReader(chunk[:9]), http.StatusBadRequest},
-		{"shorter, one byte at a time", iotest.OneByteReader(bytes.NewReader(chunk[:9])), http.StatusBadRequest},
-		{"empty", bytes.NewReader(nil), http.StatusBadRequest},
-		{"longer by one", bytes.NewReader(append(chunk, 'x')), http.StatusBadRequest},
-		{"longer, one byte at a time", iotest.OneByteReader(bytes.NewReader(append(chunk, 'x', 'y'))), http.StatusBadRequest},
-		{"longer, EOF with data", iotest.DataErrReader(bytes.NewReader(append(chunk, 'x'))), http.StatusBadRequest},
-		// A body cut off in transit is worth a retry: 408, which flow.js
-		// and Resumable.js both retry (Resumable.js gives up on 400).
-		{"cut off mid-chunk", &svcReaderThenError{data: chunk[:5], err: io.ErrUnexpectedEOF}, http.StatusRequestTimeout},
-		{"read error mid-chunk", &svcReaderThenError{data: chunk[:5], err: errors.New("connection reset")}, http.StatusBadRequest},
-		{"read error after the chunk", &svcReaderThenError{data: chunk, err: errors.New("connection reset")}, http.StatusBadRequest},
-		{"over the body limit", &svcReaderThenError{data: chunk[:3], err: &http.MaxBytesError{Limit: 3}}, http.StatusRequestEntityTooLarge},
+		{"shorter", bytes.NewReader(chunk[:9]), upload.BadInput},
+		{"shorter, one byte at a time", iotest.OneByteReader(bytes.NewReader(chunk[:9])), upload.BadInput},
+		{"empty", bytes.NewReader(nil), upload.BadInput},
+		{"longer by one", bytes.NewReader(append(chunk, 'x')), upload.BadInput},
+		{"longer, one byte at a time", iotest.OneByteReader(bytes.NewReader(append(chunk, 'x', 'y'))), upload.BadInput},
+		{"longer, EOF with data", iotest.DataErrReader(bytes.NewReader(append(chunk, 'x'))), upload.BadInput},
+		// A body cut off in transit is worth a retry (the HTTP layer
+		// answers 408, which flow.js and Resumable.js both retry).
+		{"cut off mid-chunk", &svcReaderThenError{data: chunk[:5], err: io.ErrUnexpectedEOF}, upload.Interrupted},
+		{"read error mid-chunk", &svcReaderThenError{data: chunk[:5], err: errors.New("connection reset")}, upload.BadInput},
+		{"read error after the chunk", &svcReaderThenError{data: chunk, err: errors.New("connection reset")}, upload.BadInput},
+		// The reading layer's own refusal (its body-size limit) keeps its kind.
+		{"over the body limit", &svcReaderThenError{data: chunk[:3], err: &upload.InputError{Kind: upload.TooLarge, Msg: "over"}}, upload.TooLarge},
 	}
 	for _, tc := range bad {
 		ready, err := e.svc.Put(ctx, in, 1, upload.Body{Reader: tc.r})
-		svcWantInputError(t, err, tc.status, tc.name)
+		svcWantInputError(t, err, tc.kind, tc.name)
 		if ready {
 			t.Fatalf("%s: ready", tc.name)
 		}
@@ -244,7 +244,7 @@ func TestPutEmptyFile(t *testing.T) {
 		t.Fatalf("an empty file has %d chunks", in.TotalChunks)
 	}
 	_, err := e.svc.Put(ctx, in, 1, svcBody([]byte("x")))
-	svcWantInputError(t, err, http.StatusBadRequest, "a byte for an empty file")
+	svcWantInputError(t, err, upload.BadInput, "a byte for an empty file")
 	ready, err := e.svc.Put(ctx, in, 1, svcBody(nil))
 	if err != nil || !ready {
 		t.Fatalf("empty chunk of an empty file = %v, %v; want ready", ready, err)
@@ -274,11 +274,11 @@ func TestCountedChunkNeverOverwritten(t *testing.T) {
 		t.Fatalf("duplicate of a counted chunk = %v, %v; want false, nil", ready, err)
 	}
 	_, err := e.svc.Put(ctx, in, 1, svcBody([]byte("CCCC")))
-	svcWantInputError(t, err, http.StatusBadRequest, "short duplicate")
+	svcWantInputError(t, err, upload.BadInput, "short duplicate")
 	_, err = e.svc.Put(ctx, in, 1, svcBody([]byte("DDDDDDDDDDDD")))
-	svcWantInputError(t, err, http.StatusBadRequest, "long duplicate")
+	svcWantInputError(t, err, upload.BadInput, "long duplicate")
 	_, err = e.svc.Put(ctx, in, 1, upload.Body{Reader: &svcReaderThenError{data: []byte("EEE"), err: errors.New("reset")}})
-	svcWantInputError(t, err, http.StatusBadRequest, "broken duplicate")
+	svcWantInputError(t, err, upload.BadInput, "broken duplicate")
 	if got := e.puts.Load(); got != putsBefore {
 		t.Fatalf("duplicates of a counted chunk reached the store %d times", got-putsBefore)
 	}
@@ -286,9 +286,9 @@ func TestCountedChunkNeverOverwritten(t *testing.T) {
 	// A chunk whose first attempt was cut off is taken whole on the retry.
 	c2 := []byte("2222222222")
 	_, err = e.svc.Put(ctx, in, 2, svcBody([]byte("XXXXX")))
-	svcWantInputError(t, err, http.StatusBadRequest, "cut-off chunk 2")
+	svcWantInputError(t, err, upload.BadInput, "cut-off chunk 2")
 	_, err = e.svc.Put(ctx, in, 2, svcBody([]byte("YYYYYYYYYYY")))
-	svcWantInputError(t, err, http.StatusBadRequest, "overlong chunk 2")
+	svcWantInputError(t, err, upload.BadInput, "overlong chunk 2")
 	if e.counted(t, in, 2) {
 		t.Fatal("a refused chunk 2 was counted")
 	}
@@ -305,7 +305,7 @@ func TestCountedChunkNeverOverwritten(t *testing.T) {
 		t.Fatalf("duplicate after ready = %v, %v", ready, err)
 	}
 	_, err = e.svc.Put(ctx, in, 1, svcBody([]byte("Z")))
-	svcWantInputError(t, err, http.StatusBadRequest, "short duplicate after ready")
+	svcWantInputError(t, err, upload.BadInput, "short duplicate after ready")
 
 	want := string(a) + string(c2) + string(c3)
 	if got := string(e.assemble(t, in.Key)); got != want {
@@ -384,7 +384,7 @@ func TestFinishErrorNotCounted(t *testing.T) {
 		finished++
 		return errors.New("a second file part")
 	}})
-	svcWantInputError(t, err, http.StatusBadRequest, "Finish failing")
+	svcWantInputError(t, err, upload.BadInput, "Finish failing")
 	if finished != 1 {
 		t.Fatalf("Finish called %d times", finished)
 	}
@@ -392,9 +392,9 @@ func TestFinishErrorNotCounted(t *testing.T) {
 		t.Fatal("a chunk whose request failed Finish was counted")
 	}
 	_, err = e.svc.Put(ctx, in, 1, upload.Body{Reader: bytes.NewReader(chunk), Finish: func() error {
-		return &upload.InputError{Status: http.StatusRequestEntityTooLarge, Msg: "too big"}
+		return &upload.InputError{Kind: upload.TooLarge, Msg: "too big"}
 	}})
-	svcWantInputError(t, err, http.StatusRequestEntityTooLarge, "Finish with its own InputError")
+	svcWantInputError(t, err, upload.TooLarge, "Finish with its own InputError")
 	if e.counted(t, in, 1) {
 		t.Fatal("counted after a Finish error")
 	}
@@ -408,7 +408,7 @@ func TestFinishErrorNotCounted(t *testing.T) {
 	}
 	// A duplicate after ready still has its request checked.
 	_, err = e.svc.Put(ctx, in, 1, upload.Body{Reader: bytes.NewReader(chunk), Finish: func() error { return errors.New("bad tail") }})
-	svcWantInputError(t, err, http.StatusBadRequest, "Finish failing on a duplicate")
+	svcWantInputError(t, err, upload.BadInput, "Finish failing on a duplicate")
 	if e.ready.Load() != 1 {
 		t.Fatalf("OnReady called %d times after a duplicate", e.ready.Load())
 	}
@@ -434,9 +434,9 @@ func TestConflictAndTest(t *testing.T) {
 		t.Fatalf("Test of a missing chunk = %v, %v", ok, err)
 	}
 	_, err := e.svc.Put(ctx, other, 1, svcBody(make([]byte, 10)))
-	svcWantInputError(t, err, http.StatusConflict, "Put with another geometry")
+	svcWantInputError(t, err, upload.Conflict, "Put with another geometry")
 	_, err = e.svc.Test(ctx, other, 1)
-	svcWantInputError(t, err, http.StatusConflict, "Test with another geometry")
+	svcWantInputError(t, err, upload.Conflict, "Test with another geometry")
 	if _, err := e.ledger.Get(ctx, other.Key); !errors.Is(err, upload.ErrNotFound) {
 		t.Fatalf("conflicting Put made a record: %v", err)
 	}
@@ -666,9 +666,9 @@ func TestRefusedChunkStaging(t *testing.T) {
 	first := svcInfo("refused-first", 20, 10)
 	_, err := e.svc.Put(ctx, first, 1, upload.Body{Reader: bytes.NewReader(make([]byte, 10)),
 		Finish: func() error { return errors.New("malformed tail") }})
-	svcWantInputError(t, err, http.StatusBadRequest, "first chunk with a bad tail")
+	svcWantInputError(t, err, upload.BadInput, "first chunk with a bad tail")
 	_, err = e.svc.Put(ctx, first, 2, svcBody(make([]byte, 11)))
-	svcWantInputError(t, err, http.StatusBadRequest, "overlong first chunk")
+	svcWantInputError(t, err, upload.BadInput, "overlong first chunk")
 	if _, err := os.Stat(e.stagingPath(first.Key)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a refused first chunk left a staging file: %v", err)
 	}
@@ -679,7 +679,7 @@ func TestRefusedChunkStaging(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.svc.Put(ctx, live, 2, svcBody([]byte("22")))
-	svcWantInputError(t, err, http.StatusBadRequest, "short chunk of a live upload")
+	svcWantInputError(t, err, upload.BadInput, "short chunk of a live upload")
 	if _, err := os.Stat(e.stagingPath(live.Key)); err != nil {
 		t.Fatalf("a refused chunk removed a live upload's staging file: %v", err)
 	}
@@ -746,9 +746,9 @@ func TestChunkOutsideUploadRefused(t *testing.T) {
 	in := svcInfo("range", 30, 10)
 	for _, n := range []int{0, -1, 4, 5, 100} {
 		_, err := e.svc.Put(context.Background(), in, n, svcBody(make([]byte, 10)))
-		svcWantInputError(t, err, 400, "outside")
+		svcWantInputError(t, err, upload.BadInput, "outside")
 		_, err = e.svc.Test(context.Background(), in, n)
-		svcWantInputError(t, err, 400, "outside")
+		svcWantInputError(t, err, upload.BadInput, "outside")
 	}
 	if e.puts.Load() != 0 {
 		t.Fatalf("store called %d times for chunks outside the upload", e.puts.Load())

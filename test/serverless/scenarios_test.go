@@ -139,7 +139,7 @@ func TestIdentifierTakenMeanwhileIsAConflict(t *testing.T) {
 		t.Fatal("B did not start the other upload while A stored its chunk")
 	}
 	var ie *upload.InputError
-	if !errors.As(err, &ie) || ie.Status != 409 {
+	if !errors.As(err, &ie) || ie.Kind != upload.Conflict {
 		t.Fatalf("A's chunk, with the identifier taken by a receiving upload meanwhile: %v, want 409", err)
 	}
 	if _, err := s.record(first); !errors.Is(err, upload.ErrNotFound) {
