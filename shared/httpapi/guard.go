@@ -9,10 +9,10 @@ import (
 
 // Guarded is the API as a host mounts it that hands it every request, such
 // as the Lambda proxy adapter (which passes on whatever path API Gateway
-// sent). Requests for the API's paths go to h; any other path
-// gets a JSON 404, and a panic while serving a JSON 500 (unless the answer
-// had begun), both with the CORS headers of any other answer, so that a page
-// on another origin can read them rather than see a network error.
+// sent): h, whose mux answers a path that is not the API's with a JSON 404,
+// and a panic while serving becomes a JSON 500 (unless the answer had
+// begun), with the CORS headers of any other answer, so that a page on
+// another origin can read it rather than see a network error.
 func (h *Handler) Guarded() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &startedWriter{ResponseWriter: w}
@@ -38,16 +38,7 @@ func (h *Handler) Guarded() http.Handler {
 			}
 			writeError(sw, http.StatusInternalServerError, "internal error")
 		}()
-		switch r.URL.Path {
-		case "/upload", "/upload/status", "/upload/config", "/upload/urls":
-			h.ServeHTTP(sw, r)
-		default:
-			if !h.CORS.apply(sw, r) {
-				writeError(sw, http.StatusForbidden, "origin not allowed")
-				return
-			}
-			writeError(sw, http.StatusNotFound, "no such endpoint")
-		}
+		h.ServeHTTP(sw, r)
 	})
 }
 

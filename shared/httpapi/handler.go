@@ -22,6 +22,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/logctx"
@@ -72,6 +73,9 @@ type Handler struct {
 	// Direct, if set, is the direct data path (direct.go): clients store
 	// chunks in the store themselves, with URLs from POST /upload/urls.
 	Direct *Direct
+
+	routesOnce sync.Once
+	mux        *http.ServeMux
 }
 
 func (h *Handler) maxFieldBytes() int {
@@ -97,73 +101,52 @@ func (h *Handler) multipartOverhead() int64 {
 // PublicNamespace is the namespace of anonymous callers.
 const PublicNamespace = "public"
 
+// ServeHTTP answers a request to the API. Its paths and methods are routed
+// by one ServeMux (routes.go); any other path is a JSON 404.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rw := &statusWriter{ResponseWriter: w}
-	w = rw
-	w.Header().Set("Cache-Control", "no-store")
-	reqID := requestID(r)
-	w.Header().Set("X-Request-Id", reqID)
-	ctx := logctx.Start(r.Context(), h.Log, slog.String("requestId", reqID))
-	r = r.WithContext(ctx)
-	defer func() {
-		if rw.status >= 400 && h.Metrics != nil {
-			reason := rw.reason
-			if reason == "" {
-				reason = reasonFor(rw.status)
+	h.routesOnce.Do(func() { h.mux = h.routes() })
+	if !cleanPath(r.URL.Path) {
+		// The mux would redirect it to its clean form; the API knows no
+		// such path.
+		h.notFound(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, decodedPath(r))
+}
+
+// scope is what every request to one of the API's routes goes through
+// before its handler: its log scope and request id, the log line and metric
+// of its answer, and the CORS check.
+func (h *Handler) scope(next func(*statusWriter, *http.Request)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rw := &statusWriter{ResponseWriter: w}
+		w = rw
+		w.Header().Set("Cache-Control", "no-store")
+		reqID := requestID(r)
+		w.Header().Set("X-Request-Id", reqID)
+		ctx := logctx.Start(r.Context(), h.Log, slog.String("requestId", reqID))
+		r = r.WithContext(ctx)
+		defer func() {
+			if rw.status >= 400 && h.Metrics != nil {
+				reason := rw.reason
+				if reason == "" {
+					reason = reasonFor(rw.status)
+				}
+				h.Metrics.Rejected(reason, rw.status)
 			}
-			h.Metrics.Rejected(reason, rw.status)
-		}
-		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rw.status), slog.Float64("seconds", time.Since(start).Seconds())}
-		if rw.namespace != "" {
-			attrs = append(attrs, slog.String("namespace", rw.namespace))
-		}
-		logctx.From(ctx, nil).LogAttrs(ctx, logLevel(rw.status), "request", attrs...)
-	}()
+			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.Int("status", rw.status), slog.Float64("seconds", time.Since(start).Seconds())}
+			if rw.namespace != "" {
+				attrs = append(attrs, slog.String("namespace", rw.namespace))
+			}
+			logctx.From(ctx, nil).LogAttrs(ctx, logLevel(rw.status), "request", attrs...)
+		}()
 
-	if !h.CORS.apply(w, r) {
-		writeError(w, http.StatusForbidden, "origin not allowed")
-		return
-	}
-	if r.Method == http.MethodOptions {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-
-	switch r.URL.Path {
-	case "/upload":
-		switch r.Method {
-		case http.MethodGet:
-			h.test(rw, r)
-		case http.MethodPost:
-			h.post(rw, r)
-		default:
-			w.Header().Set("Allow", "GET, POST, OPTIONS")
-			writeError(w, http.StatusMethodNotAllowed, "use GET to test a chunk and POST to send one")
-		}
-	case "/upload/status":
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET, OPTIONS")
-			writeError(w, http.StatusMethodNotAllowed, "use GET")
+		if !h.CORS.apply(w, r) {
+			writeError(w, http.StatusForbidden, "origin not allowed")
 			return
 		}
-		h.status(rw, r)
-	case "/upload/config":
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET, OPTIONS")
-			writeError(w, http.StatusMethodNotAllowed, "use GET")
-			return
-		}
-		h.serverConfig(rw, r)
-	case "/upload/urls":
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST, OPTIONS")
-			writeError(w, http.StatusMethodNotAllowed, "use POST")
-			return
-		}
-		h.urls(rw, r)
-	default:
-		writeError(w, http.StatusNotFound, "no such endpoint")
-	}
+		next(rw, r)
+	})
 }
