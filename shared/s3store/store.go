@@ -45,6 +45,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/flowgate/flowgate/shared/exactlen"
 	"github.com/flowgate/flowgate/shared/upload"
 )
 
@@ -186,8 +187,8 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n in
 		ServerSideEncryption: sse,
 		SSEKMSKeyId:          kmsKey,
 	})
-	if body.err != nil {
-		return body.err
+	if err := body.Err(); err != nil {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("s3store: put chunk %d: %w", n, err)
@@ -393,60 +394,33 @@ func isNotFound(err error) bool {
 	return false
 }
 
-var (
-	errTooShort = errors.New("s3store: chunk body is shorter than its declared size")
-	errTooLong  = errors.New("s3store: chunk body is longer than its declared size")
-)
-
-// exactReader yields exactly left bytes of r and fails otherwise. It checks
-// for surplus bytes before it hands over the last declared byte, so the
-// request carrying a too-long body never completes and S3 never stores it.
+// exactReader is an exactlen.Reader made from a literal (as assemble.go
+// makes one); it names a body of the wrong size as a chunk's.
 type exactReader struct {
 	r    io.Reader
 	left int64
-	err  error
+	x    *exactlen.Reader
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
+	if e.x == nil {
+		e.x = exactlen.NewReader(e.r, e.left)
 	}
-	if e.left == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > e.left {
-		p = p[:e.left]
-	}
-	n, err := e.r.Read(p)
-	e.left -= int64(n)
-	switch {
-	case err == io.EOF && e.left > 0:
-		e.err = errTooShort
-	case err != nil && err != io.EOF:
-		e.err = err
-	case e.left == 0:
-		e.err = probeEnd(e.r)
-	}
-	if e.err != nil {
-		return 0, e.err
-	}
-	return n, nil
+	n, err := e.x.Read(p)
+	return n, chunkSizeErr(err)
 }
 
-// probeEnd reads on until r says EOF; a byte means r is too long.
-func probeEnd(r io.Reader) error {
-	var one [1]byte
-	for range 1000 { // readers may return (0, nil) a few times; not forever
-		n, err := r.Read(one[:])
-		if n > 0 {
-			return errTooLong
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+// Err is the reader's failure, or nil.
+func (e *exactReader) Err() error {
+	if e.x == nil {
+		return nil
 	}
-	return io.ErrNoProgress
+	return chunkSizeErr(e.x.Err())
+}
+
+func chunkSizeErr(err error) error {
+	if errors.Is(err, exactlen.ErrShort) || errors.Is(err, exactlen.ErrLong) {
+		return fmt.Errorf("s3store: chunk %w", err)
+	}
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/flowgate/flowgate/shared/checksum"
+	"github.com/flowgate/flowgate/shared/exactlen"
 )
 
 // Digests are what a client declared of one chunk's bytes, each optional.
@@ -35,7 +36,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // directory store, which then does not report the chunk as written) never
 // takes a chunk that does not match.
 type verifier struct {
-	r      *exactReader
+	r      *exactlen.Reader
 	want   Digests
 	n      int
 	sha    hash.Hash
@@ -45,7 +46,7 @@ type verifier struct {
 	done   bool
 }
 
-func newVerifier(r *exactReader, want Digests, n int) *verifier {
+func newVerifier(r *exactlen.Reader, want Digests, n int) *verifier {
 	v := &verifier{r: r, want: want, n: n, crc64: checksum.CRC64NVME(nil)}
 	if want.SHA256 != nil {
 		v.sha = sha256.New()
@@ -59,8 +60,8 @@ func (v *verifier) Read(p []byte) (int, error) {
 	}
 	n, err := v.r.Read(p)
 	v.add(p[:n])
-	if v.r.left == 0 && (err == nil || err == io.EOF) && !v.done {
-		// The whole chunk has been read, and exactReader checked that
+	if v.r.Left() == 0 && (err == nil || err == io.EOF) && !v.done {
+		// The whole chunk has been read, and exactlen checked that
 		// nothing follows it.
 		if v.err = v.check(); v.err != nil {
 			return 0, v.err
@@ -111,7 +112,7 @@ func (v *verifier) finish() error {
 	if v.err != nil || v.done {
 		return v.err
 	}
-	if err := v.r.end(); err != nil {
+	if err := v.r.End(); err != nil {
 		return err
 	}
 	v.err = v.check()

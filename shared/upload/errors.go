@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/flowgate/flowgate/shared/exactlen"
 )
 
 // ErrUnavailable marks a failure of storage or the ledger: not the client's
@@ -88,8 +90,11 @@ func bodyErr(err error) error {
 	if errors.As(err, &ie) {
 		return err
 	}
-	if errors.Is(err, errTooLong) || errors.Is(err, errTooShort) {
-		return &InputError{Kind: BadInput, Msg: err.Error()}
+	if errors.Is(err, exactlen.ErrShort) {
+		return &InputError{Kind: BadInput, Msg: "chunk body is shorter than flowCurrentChunkSize"}
+	}
+	if errors.Is(err, exactlen.ErrLong) {
+		return &InputError{Kind: BadInput, Msg: "chunk body is longer than flowCurrentChunkSize"}
 	}
 	// A body cut off is most likely a network problem, worth a retry.
 	if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -97,8 +102,3 @@ func bodyErr(err error) error {
 	}
 	return &InputError{Kind: BadInput, Msg: "could not read the chunk: " + err.Error()}
 }
-
-var (
-	errTooShort = errors.New("chunk body is shorter than flowCurrentChunkSize")
-	errTooLong  = errors.New("chunk body is longer than flowCurrentChunkSize")
-)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/flowgate/flowgate/shared/exactlen"
 	"github.com/flowgate/flowgate/shared/logctx"
 )
 
@@ -95,7 +96,7 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready b
 	defer unlock()
 
 	_, size := info.ChunkBounds(n)
-	exact := &exactReader{r: body.Reader, left: size}
+	exact := exactlen.NewReader(body.Reader, size)
 	var src io.Reader = exact
 	var verify *verifier
 	if !body.Digests.Empty() {
@@ -122,8 +123,8 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready b
 	slot = s.locks.newSlot(info.Key, slot)
 
 	if err := s.Store.PutChunk(ctx, info, slot.Generation, n, src); err != nil {
-		if exact.err != nil {
-			return false, slot, bodyErr(exact.err)
+		if err := exact.Err(); err != nil {
+			return false, slot, bodyErr(err)
 		}
 		if verify != nil && verify.err != nil {
 			return false, slot, verify.err
@@ -133,7 +134,7 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready b
 	// A store may stop reading at the declared size without seeing the end
 	// of the body (an HTTP client sending a known length does); make sure
 	// nothing more was sent.
-	if err := exact.end(); err != nil {
+	if err := exact.End(); err != nil {
 		return false, slot, bodyErr(err)
 	}
 	if verify != nil {

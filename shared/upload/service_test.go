@@ -195,6 +195,10 @@ func TestPutBodyMustBeExact(t *testing.T) {
 		{"cut off mid-chunk", &svcReaderThenError{data: chunk[:5], err: io.ErrUnexpectedEOF}, upload.Interrupted},
 		{"read error mid-chunk", &svcReaderThenError{data: chunk[:5], err: errors.New("connection reset")}, upload.BadInput},
 		{"read error after the chunk", &svcReaderThenError{data: chunk, err: errors.New("connection reset")}, upload.BadInput},
+		// A body that never ends nor sends more: given up on, not waited
+		// for forever.
+		{"(0, nil) forever after the chunk", &svcReaderThenError{data: chunk, err: nil}, upload.BadInput},
+		{"(0, nil) forever mid-chunk", &svcReaderThenError{data: chunk[:5], err: nil}, upload.BadInput},
 		// The reading layer's own refusal (its body-size limit) keeps its kind.
 		{"over the body limit", &svcReaderThenError{data: chunk[:3], err: &upload.InputError{Kind: upload.TooLarge, Msg: "over"}}, upload.TooLarge},
 	}
