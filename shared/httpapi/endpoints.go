@@ -5,7 +5,6 @@ package httpapi
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -91,19 +90,7 @@ func (h *Handler) post(w *statusWriter, r *http.Request) {
 	}
 	body = overLimit(body)
 	body.Digests = c.Digests
-	end := func(ok, ready bool) {}
-	if h.Uploads != nil {
-		end, err = h.Uploads.begin(r.Context(), c.Info, func(ctx context.Context) (upload.State, error) {
-			st, err := h.Service.Status(ctx, c.Key)
-			return st.State, err
-		})
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-	}
 	ready, err := h.Service.Put(r.Context(), c.Info, c.Number, body)
-	end(err == nil, ready)
 	if err != nil {
 		h.fail(w, r, err)
 		return

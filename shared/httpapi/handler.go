@@ -60,9 +60,6 @@ type Handler struct {
 	Log       *slog.Logger
 	// Metrics, if set, counts the chunks taken and the requests refused.
 	Metrics Metrics
-	// Uploads, if set, tracks the uploads in progress and limits new ones
-	// per namespace (local mode; see Uploads).
-	Uploads *Uploads
 	// MaxFieldBytes and MaxParts bound a multipart body's form fields; 0
 	// means DefaultMaxFieldBytes and DefaultMaxParts.
 	MaxFieldBytes int

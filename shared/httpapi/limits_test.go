@@ -36,7 +36,7 @@ func TestUploadsPerNamespace(t *testing.T) {
 	uploads := &httpapi.Uploads{Max: 2, Window: time.Minute, Now: clk.now}
 	e := newEnv(t, func(h *httpapi.Handler) {
 		h.Namespace = httpapi.HeaderNamespace("X-User")
-		h.Uploads = uploads
+		h.Service.Admission = uploads
 	})
 	alice := []string{"X-User", "alice"}
 	file := func(seed int64) file { return newFile(seed, 3000, 1000, true) } // 3 chunks
@@ -100,7 +100,7 @@ func TestUploadsPerNamespace(t *testing.T) {
 // TestUploadsNoLimit: Max 0 only counts.
 func TestUploadsNoLimit(t *testing.T) {
 	uploads := &httpapi.Uploads{}
-	e := newEnv(t, func(h *httpapi.Handler) { h.Uploads = uploads })
+	e := newEnv(t, func(h *httpapi.Handler) { h.Service.Admission = uploads })
 	for i := range 5 {
 		f := newFile(int64(40+i), 2000, 1000, true)
 		wantStatus(t, e.octet(f.params(1), f.chunk(1)), 200, "")
@@ -114,7 +114,7 @@ func TestUploadsNoLimit(t *testing.T) {
 // exactly two.
 func TestConcurrentNewUploads(t *testing.T) {
 	uploads := &httpapi.Uploads{Max: 2}
-	e := newEnv(t, func(h *httpapi.Handler) { h.Uploads = uploads })
+	e := newEnv(t, func(h *httpapi.Handler) { h.Service.Admission = uploads })
 	var wg sync.WaitGroup
 	codes := make([]int, 12)
 	for i := range codes {

@@ -104,7 +104,7 @@ func TestHandlerMetrics(t *testing.T) {
 	m := metrics.New()
 	uploads := &httpapi.Uploads{Max: 1}
 	e := newEnv(t, func(h *httpapi.Handler) {
-		h.Metrics, h.Uploads = m, uploads
+		h.Metrics, h.Service.Admission = m, uploads
 		h.Namespace = httpapi.HeaderNamespace("X-User")
 	})
 	u := []string{"X-User", "u"}

@@ -28,8 +28,9 @@ const DefaultActiveWindow = time.Minute
 // (one resumed after a pause or a restart), always pass, and the test GET
 // and the status request are never limited.
 //
-// The embedded server uses one Uploads; on AWS every Lambda instance would
-// have its own, so the limit is a local-mode setting.
+// Uploads is an upload.Admission: the service asks it before it stores a
+// chunk. The embedded server uses one Uploads; on AWS every Lambda instance
+// would have its own, so the limit is a local-mode setting.
 type Uploads struct {
 	// Max is the most new uploads in progress per namespace; 0 means no limit.
 	Max int
@@ -78,11 +79,11 @@ func (e *TooManyUploads) Error() string {
 	return fmt.Sprintf("%d uploads are already in progress, the most allowed at once; try again in %s", e.Max, e.RetryAfter)
 }
 
-// begin is called before a chunk of info is stored. state tells whether the
-// server knows the upload; it is asked only when the limit could refuse.
-// The returned end must be called once the request is answered, with
-// whether the chunk was taken and whether it made the upload ready.
-func (u *Uploads) begin(ctx context.Context, info upload.Info, state func(context.Context) (upload.State, error)) (end func(ok, ready bool), err error) {
+// Admit is called (by the upload service, whose Admission it is) before a
+// chunk of info is stored; state tells whether the server knows the upload.
+// The returned end must be called once the chunk is taken or refused, with
+// whether it was taken and whether it made the upload ready.
+func (u *Uploads) Admit(ctx context.Context, info upload.Info, st upload.State) (end func(ok, ready bool), err error) {
 	ns, key := info.Namespace, info.Key
 	u.mu.Lock()
 	if a := u.get(ns, key); a != nil && a.active(u.now(), u.window()) {
@@ -94,10 +95,6 @@ func (u *Uploads) begin(ctx context.Context, info upload.Info, state func(contex
 
 	track := true
 	if u.Max > 0 {
-		st, err := state(ctx)
-		if err != nil {
-			return nil, err
-		}
 		if st.PastReceiving() {
 			// A late duplicate of a finished upload: let it through, it
 			// changes nothing, and it is not in progress.

@@ -130,7 +130,7 @@ func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
 		Log:     log,
 		Metrics: m,
 	}, cfg.Workers, log)
-	s.service = &upload.Service{Store: store, Ledger: ledger, OnReady: s.workers.Enqueue}
+	s.service = &upload.Service{Store: store, Ledger: ledger, OnReady: s.workers.Enqueue, Admission: s.uploads}
 	api := &httpapi.Handler{
 		Service:       s.service,
 		Limits:        cfg.Limits,
@@ -138,7 +138,6 @@ func New(cfg config.Local, log *slog.Logger, opts ...Option) (*Server, error) {
 		Namespace:     namespace,
 		Log:           log,
 		Metrics:       m,
-		Uploads:       s.uploads,
 		MaxFieldBytes: cfg.MaxFieldBytes,
 		MaxParts:      cfg.MaxParts,
 		Allowed:       cfg.AllowedTypes,

@@ -25,8 +25,22 @@ type Service struct {
 	// store all the same: the test GET looks there before it says "send
 	// it", and counts what it finds.
 	Direct bool
+	// Admission, if set, is asked before a chunk is stored whether this
+	// process takes it (the local server's limit on the uploads in
+	// progress per namespace).
+	Admission Admission
 
 	locks keyedLocks
+}
+
+// Admission decides whether chunks are taken, and hears how each went.
+type Admission interface {
+	// Admit is asked before chunk bytes of info are stored, with the
+	// upload's state as the ledger tells it (StateUnknown: no live record,
+	// a new upload). An error refuses the chunk and is Put's answer;
+	// otherwise done is called once Put is over, with whether the chunk was
+	// taken and whether it made the upload ready.
+	Admit(ctx context.Context, info Info, state State) (done func(taken, ready bool), err error)
 }
 
 // Body is a chunk's bytes as they arrive.
@@ -107,6 +121,13 @@ func (s *Service) put(ctx context.Context, info Info, n int, body Body) (ready b
 	slot, err = s.Ledger.Lookup(ctx, info, n)
 	if err != nil {
 		return false, Slot{}, ledgerErr(err)
+	}
+	if s.Admission != nil {
+		done, refused := s.Admission.Admit(ctx, info, slot.State)
+		if refused != nil {
+			return false, Slot{}, refused
+		}
+		defer func() { done(err == nil, ready) }() // put's own err and ready
 	}
 	if slot.Counted || slot.State.PastReceiving() {
 		if _, err := io.Copy(io.Discard, exact); err != nil {
