@@ -269,6 +269,8 @@ func NewWithAWS(cfg Config, awsCfg aws.Config, log *slog.Logger) *Deployment {
 		Metrics: metrics.ForEnvironment(os.Getenv, os.Stdout),
 		// OnReady stays nil: the DynamoDB stream starts the assembler (on
 		// AWS, and emulated under `make dev`).
+		// No Admission (the embedded server's uploads-per-namespace
+		// limit): a count per Lambda instance would limit nothing.
 		Service: &upload.Service{Store: store, Ledger: ledger, Direct: cfg.DataPath == DataPathDirect},
 		S3:      s3c, DynamoDB: db, AWS: awsCfg,
 	}
@@ -287,9 +289,7 @@ func (d *Deployment) Handler() http.Handler {
 		Namespace: namespace,
 		Log:       d.Log,
 		Allowed:   d.Config.AllowedTypes,
-		// Uploads-per-namespace stays unset: a count per Lambda instance
-		// would limit nothing.
-		Metrics: d.Metrics,
+		Metrics:   d.Metrics,
 	}
 	if d.Config.DataPath == DataPathDirect {
 		api.Direct = &httpapi.Direct{URLLife: d.Config.DirectURLLife}

@@ -175,7 +175,7 @@ func (s *Store) PutChunk(ctx context.Context, info upload.Info, gen string, n in
 		return errors.New("s3store: invalid upload key or generation")
 	}
 	_, size := info.ChunkBounds(n)
-	body := &exactReader{r: r, left: size}
+	body := newChunkReader(r, size)
 	sse, kmsKey := s.encryption()
 	_, err := s.Client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:               aws.String(s.Bucket),
@@ -394,29 +394,21 @@ func isNotFound(err error) bool {
 	return false
 }
 
-// exactReader is an exactlen.Reader made from a literal (as assemble.go
-// makes one); it names a body of the wrong size as a chunk's.
-type exactReader struct {
-	r    io.Reader
-	left int64
-	x    *exactlen.Reader
+// chunkReader reads exactly one chunk's bytes (exactlen.Reader), and names
+// a body of the wrong size as a chunk's in its errors.
+type chunkReader struct{ x *exactlen.Reader }
+
+func newChunkReader(r io.Reader, size int64) *chunkReader {
+	return &chunkReader{exactlen.NewReader(r, size)}
 }
 
-func (e *exactReader) Read(p []byte) (int, error) {
-	if e.x == nil {
-		e.x = exactlen.NewReader(e.r, e.left)
-	}
-	n, err := e.x.Read(p)
+func (c *chunkReader) Read(p []byte) (int, error) {
+	n, err := c.x.Read(p)
 	return n, chunkSizeErr(err)
 }
 
 // Err is the reader's failure, or nil.
-func (e *exactReader) Err() error {
-	if e.x == nil {
-		return nil
-	}
-	return chunkSizeErr(e.x.Err())
-}
+func (c *chunkReader) Err() error { return chunkSizeErr(c.x.Err()) }
 
 func chunkSizeErr(err error) error {
 	if errors.Is(err, exactlen.ErrShort) || errors.Is(err, exactlen.ErrLong) {

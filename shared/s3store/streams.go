@@ -42,7 +42,7 @@ func (r *rangeStream) Read(p []byte) (int, error) {
 			r.err = fmt.Errorf("read %s: %w", r.key, err)
 			return 0, r.err
 		}
-		r.cur = &exactReader{r: out.Body, left: r.to - r.from}
+		r.cur = newChunkReader(out.Body, r.to-r.from)
 		r.closer = out.Body
 	}
 	n, err := r.cur.Read(p)

@@ -1,4 +1,6 @@
-// Package upload holds flowgate's contracts and the logic that uses them.
+// Package upload is flowgate's core, free of HTTP and of any storage: the
+// contracts every store and ledger implements, the Service that takes chunks,
+// and the Pipeline that assembles a ready upload.
 //
 // This file states every storage contract as a small interface, in the manner of
 // tusd's datastore.go. The HTTP layer turns flow.js requests into calls on a
