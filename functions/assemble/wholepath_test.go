@@ -99,11 +99,7 @@ func readyRecord(key string) events.DynamoDBEventRecord {
 		EventID: "ready-" + key, EventName: "MODIFY",
 		Change: events.DynamoDBStreamRecord{
 			SequenceNumber: "100000000000000000001",
-			NewImage: map[string]events.DynamoDBAttributeValue{
-				"sk":     events.NewStringAttribute("META"),
-				"key":    events.NewStringAttribute(key),
-				"status": events.NewStringAttribute(string(upload.StateReady)),
-			},
+			NewImage:       dynamoledger.ReadyImage(key),
 		},
 	}
 }

@@ -24,7 +24,7 @@ import (
 	"github.com/flowgate/flowgate/internal/devstack/localaws"
 	"github.com/flowgate/flowgate/internal/testkit/awstest"
 	"github.com/flowgate/flowgate/shared/awsdeploy"
-	"github.com/flowgate/flowgate/shared/upload"
+	"github.com/flowgate/flowgate/shared/dynamoledger"
 )
 
 // awsTarget is the upload function behind the API Gateway emulation, on
@@ -233,11 +233,7 @@ func readyRecord(key string) events.DynamoDBEventRecord {
 		EventID: "ready-" + key, EventName: "MODIFY",
 		Change: events.DynamoDBStreamRecord{
 			SequenceNumber: "100000000000000000001",
-			NewImage: map[string]events.DynamoDBAttributeValue{
-				"sk":     events.NewStringAttribute("META"),
-				"key":    events.NewStringAttribute(key),
-				"status": events.NewStringAttribute(string(upload.StateReady)),
-			},
+			NewImage:       dynamoledger.ReadyImage(key),
 		},
 	}
 }
