@@ -22,13 +22,12 @@ func (h *Handler) test(w *statusWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	d, err := w.detect(mapKeys(q), queryFields(q))
+	d, fields, err := w.query(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	c, err := d.ParseChunk(queryFields(q), ns, h.Limits)
+	c, err := d.ParseChunk(fields, ns, h.Limits)
 	setUpload(r, c.Key)
 	if err == nil {
 		// The name is known before any byte is sent (and the type too,
@@ -139,12 +138,11 @@ func setUpload(r *http.Request, key string) {
 // readOctet handles flow.js's method: 'octet': the body is the chunk and the
 // fields are in the query string.
 func (h *Handler) readOctet(w *statusWriter, r *http.Request, ns string) (protocol.Chunk, upload.Body, error) {
-	q := r.URL.Query()
-	d, err := w.detect(mapKeys(q), queryFields(q))
+	d, fields, err := w.query(r)
 	if err != nil {
 		return protocol.Chunk{}, upload.Body{}, err
 	}
-	c, err := d.ParseChunk(queryFields(q), ns, h.Limits)
+	c, err := d.ParseChunk(fields, ns, h.Limits)
 	if err != nil {
 		return c, upload.Body{}, err
 	}
@@ -157,7 +155,7 @@ func (h *Handler) readOctet(w *statusWriter, r *http.Request, ns string) (protoc
 		// file's type (none when the browser does not know it).
 		c.ContentType = upload.ContentType(r.Header.Get("Content-Type"))
 	}
-	if c.Digests, err = d.ParseDigests(queryFields(q)); err != nil {
+	if c.Digests, err = d.ParseDigests(fields); err != nil {
 		return c, upload.Body{}, err
 	}
 	return c, upload.Body{Reader: r.Body}, nil
@@ -181,13 +179,12 @@ func (h *Handler) status(w *statusWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	d, err := w.detect(mapKeys(q), queryFields(q))
+	d, fields, err := w.query(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	info, err := d.ParseUpload(queryFields(q), ns, h.Limits)
+	info, err := d.ParseUpload(fields, ns, h.Limits)
 	setUpload(r, info.Key)
 	if err != nil {
 		h.fail(w, r, err)

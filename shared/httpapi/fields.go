@@ -10,6 +10,15 @@ import (
 	"github.com/flowgate/flowgate/shared/protocol"
 )
 
+// query reads the fields of a request that carries them in its query string
+// (the test GET, the status GET, an octet POST), and which library sent them.
+func (w *statusWriter) query(r *http.Request) (protocol.Dialect, protocol.Fields, error) {
+	q := r.URL.Query()
+	fields := queryFields(q)
+	d, err := w.detect(mapKeys(q), fields)
+	return d, fields, err
+}
+
 // mapKeys lists the names of a query string's fields.
 func mapKeys(q url.Values) []string {
 	names := make([]string, 0, len(q))
