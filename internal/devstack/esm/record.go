@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -138,13 +137,4 @@ func event(recs []*record) []byte {
 	}
 	b.WriteString(`]}`)
 	return b.Bytes()
-}
-
-// lessSeq orders sequence numbers (decimal strings of any length).
-func lessSeq(a, b string) bool {
-	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
-	if len(a) != len(b) {
-		return len(a) < len(b)
-	}
-	return a < b
 }

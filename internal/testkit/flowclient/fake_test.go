@@ -7,9 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -303,14 +301,4 @@ func (f *fakeServer) assembled(id string, total int) []byte {
 		out = append(out, c...)
 	}
 	return out
-}
-
-func queryNames(raw string) []string {
-	var names []string
-	for _, kv := range strings.Split(raw, "&") {
-		k, _, _ := strings.Cut(kv, "=")
-		k, _ = url.QueryUnescape(k)
-		names = append(names, k)
-	}
-	return names
 }
