@@ -18,13 +18,8 @@ import (
 
 // test answers the test GET.
 func (h *Handler) test(w *statusWriter, r *http.Request) {
-	ns, ok := h.namespace(w, r)
+	ns, d, fields, ok := h.fromQuery(w, r)
 	if !ok {
-		return
-	}
-	d, fields, err := w.query(r)
-	if err != nil {
-		h.fail(w, r, err)
 		return
 	}
 	c, err := d.ParseChunk(fields, ns, h.Limits)
@@ -175,13 +170,8 @@ func (h *Handler) allowed(info upload.Info) error {
 
 // status answers GET /upload/status.
 func (h *Handler) status(w *statusWriter, r *http.Request) {
-	ns, ok := h.namespace(w, r)
+	ns, d, fields, ok := h.fromQuery(w, r)
 	if !ok {
-		return
-	}
-	d, fields, err := w.query(r)
-	if err != nil {
-		h.fail(w, r, err)
 		return
 	}
 	info, err := d.ParseUpload(fields, ns, h.Limits)
@@ -196,6 +186,22 @@ func (h *Handler) status(w *statusWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// fromQuery reads who calls and the fields of a GET (the test GET, the
+// status GET): the caller's namespace, which library sent the fields, and
+// the fields. If it cannot, it has answered, and returns false.
+func (h *Handler) fromQuery(w *statusWriter, r *http.Request) (string, protocol.Dialect, protocol.Fields, bool) {
+	ns, ok := h.namespace(w, r)
+	if !ok {
+		return "", protocol.Dialect{}, nil, false
+	}
+	d, fields, err := w.query(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return "", protocol.Dialect{}, nil, false
+	}
+	return ns, d, fields, true
 }
 
 func (h *Handler) namespace(w *statusWriter, r *http.Request) (string, bool) {
