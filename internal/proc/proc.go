@@ -15,10 +15,8 @@
 package proc
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,9 +40,12 @@ type Options struct {
 	Isolated bool
 	Dir      string
 	// LogFile, if set, receives the child's output (appended), where
-	// whatever the child starts can write too; otherwise the output is
-	// kept in memory. Either way Log returns the last LogLimit bytes of
-	// it; 0 means 1 MiB.
+	// whatever the child starts can write too; otherwise the output goes
+	// to a temporary file, unlinked at once, that lives as long as the
+	// Proc reads it. Either way the child writes into the file itself,
+	// not into a pipe a goroutine of ours copies: what it printed before
+	// it answered is in Log when the answer arrives. Log returns the last
+	// LogLimit bytes of it; 0 means 1 MiB.
 	LogFile  string
 	LogLimit int
 
@@ -61,11 +62,13 @@ type Proc struct {
 	Addr string
 	URL  string // http://Addr
 
-	name    string
-	cmd     *exec.Cmd
-	mem     *Tail  // the output, when it is kept in memory
-	logFile string // the output, when it goes to a file
-	limit   int
+	name  string
+	cmd   *exec.Cmd
+	limit int
+
+	logMu sync.Mutex
+	log   *os.File // the output, opened for reading; nil once the process exited
+	final string   // then, the end of the output
 
 	exited  chan struct{}
 	waitErr error // set before exited is closed
@@ -93,32 +96,40 @@ func Start(o Options) (*Proc, error) {
 		}
 		p.cmd.Env = append(p.cmd.Env, o.Env...)
 	}
-	var out io.Writer
-	var file *os.File
+	// The child gets a file, never a pipe: see Options.LogFile.
+	var out *os.File
+	var err error
 	if o.LogFile != "" {
-		f, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, err
+		if out, err = os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+			p.log, err = os.Open(o.LogFile)
 		}
-		// The child writes into the file itself, not through a pipe that a
-		// goroutine copies: what it printed before it answered is there
-		// when the answer arrives.
-		file, out, p.logFile = f, f, o.LogFile
-	} else {
-		p.mem = &Tail{Max: p.limit}
-		out = p.mem
+	} else if out, err = os.CreateTemp("", "flowgate-proc-*.log"); err == nil {
+		// Unlinked at once: a crashed run leaves no file behind; the
+		// child's descriptor and ours keep it while they are open.
+		p.log, err = os.Open(out.Name())
+		os.Remove(out.Name())
+	}
+	if err != nil {
+		if out != nil {
+			out.Close()
+		}
+		return nil, fmt.Errorf("proc: output of %s: %w", p.name, err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.SysProcAttr = sysProcAttr()
-	err := p.cmd.Start()
-	if file != nil {
-		file.Close() // the child has its own copy
-	}
+	err = p.cmd.Start()
+	out.Close() // the child has its own copy
 	if err != nil {
+		p.log.Close()
 		return nil, fmt.Errorf("proc: start %s: %w", p.name, err)
 	}
 	go func() {
 		p.waitErr = p.cmd.Wait()
+		p.logMu.Lock()
+		p.final = readTail(p.log, int64(p.limit))
+		p.log.Close()
+		p.log = nil
+		p.logMu.Unlock()
 		close(p.exited)
 	}()
 	return p, nil
@@ -211,12 +222,15 @@ func (p *Proc) Stop(grace time.Duration) error {
 	}
 }
 
-// Log is what the process printed (the last LogLimit bytes).
+// Log is what the process printed (the last LogLimit bytes); once it has
+// exited, what it had printed by then.
 func (p *Proc) Log() string {
-	if p.mem != nil {
-		return p.mem.String()
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	if p.log == nil {
+		return p.final
 	}
-	return readTail(p.logFile, int64(p.limit))
+	return readTail(p.log, int64(p.limit))
 }
 
 // Tail is the end of the log (at most n bytes), introduced for an error
@@ -233,38 +247,13 @@ func (p *Proc) Tail(n int) string {
 }
 
 // readTail reads the last max bytes of a file.
-func readTail(path string, max int64) string {
-	f, err := os.Open(path)
+func readTail(f *os.File, limit int64) string {
+	fi, err := f.Stat()
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > max {
-		f.Seek(fi.Size()-max, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
-// Tail keeps the last Max bytes written to it.
-type Tail struct {
-	Max int
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (w *Tail) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if over := len(w.buf) - w.Max; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *Tail) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(bytes.Clone(w.buf))
+	off := max(fi.Size()-limit, 0)
+	b := make([]byte, fi.Size()-off)
+	n, _ := f.ReadAt(b, off)
+	return string(b[:n])
 }
