@@ -16,17 +16,7 @@ import (
 // tolerances allow.
 func TestSoakShort(t *testing.T) {
 	t.Parallel()
-	d := 10 * time.Second
-	if v := os.Getenv("FLOWGATE_SOAK_TEST_DURATION"); v != "" {
-		var err error
-		if d, err = time.ParseDuration(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root, err := proc.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, root := testSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Config{
@@ -52,17 +42,7 @@ func TestSoakShort(t *testing.T) {
 // Nothing may be lost, corrupt, stuck or refused.
 func TestSoakShortDev(t *testing.T) {
 	t.Parallel()
-	d := 10 * time.Second
-	if v := os.Getenv("FLOWGATE_SOAK_TEST_DURATION"); v != "" {
-		var err error
-		if d, err = time.ParseDuration(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	root, err := proc.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, root := testSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d+6*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Config{
@@ -82,4 +62,21 @@ func TestSoakShortDev(t *testing.T) {
 	if !rep.Passed() {
 		t.Errorf("problems: %q", rep.Problems)
 	}
+}
+
+// testSetup is a short soak's duration (10 s, or FLOWGATE_SOAK_TEST_DURATION)
+// and the checkout it builds.
+func testSetup(t *testing.T) (time.Duration, string) {
+	d := 10 * time.Second
+	if v := os.Getenv("FLOWGATE_SOAK_TEST_DURATION"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := proc.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, root
 }
