@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/testkit/jsonshape"
+
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -240,27 +242,9 @@ func TestCountFunctionEvent(t *testing.T) {
 // shape lists the paths of a JSON document's fields.
 func shape(t *testing.T, b []byte) []string {
 	t.Helper()
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	out, err := jsonshape.Paths(b)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, c := range v {
-				walk(prefix+"."+k, c)
-			}
-		case []any:
-			for _, c := range v {
-				walk(prefix+"[]", c)
-			}
-		default:
-			out = append(out, prefix)
-		}
-	}
-	walk("", v)
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }

@@ -8,11 +8,12 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/testkit/jsonshape"
 
 	"github.com/aws/aws-lambda-go/events"
 )
@@ -74,29 +75,11 @@ func TestConvert(t *testing.T) {
 // paths lists a JSON document's leaf paths.
 func paths(t *testing.T, b []byte) []string {
 	t.Helper()
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	out, err := jsonshape.Paths(b)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	var walk func(string, any)
-	walk = func(prefix string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, c := range v {
-				walk(prefix+"."+k, c)
-			}
-		case []any:
-			for _, c := range v {
-				walk(prefix+"[]", c)
-			}
-		default:
-			out = append(out, prefix)
-		}
-	}
-	walk("", v)
-	sort.Strings(out)
-	return slices.Compact(out)
+	return out
 }
 
 // Delivery as Lambda's asynchronous invocation: MinIO is answered at once,
